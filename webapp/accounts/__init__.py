@@ -1,0 +1,1 @@
+"""Login, the login-required middleware and the health endpoint."""

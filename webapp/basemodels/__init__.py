@@ -1,0 +1,1 @@
+"""Registered base models: a local directory or a hub id already in the local cache."""

@@ -1,0 +1,1 @@
+"""Uploaded JSONL corpora: chunked resumable upload, validation state and profile."""

@@ -1,0 +1,15 @@
+"""Top-level URL map: one include per app."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+urlpatterns = [
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("datasets/", include("webapp.datasets.urls")),
+    path("models/", include("webapp.basemodels.urls")),
+    path("", include("webapp.runs.urls")),
+    path("", include("webapp.accounts.urls")),
+]
