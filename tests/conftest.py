@@ -33,3 +33,21 @@ def staff(django_user_model):
 def alice_client(client, alice):
     client.force_login(alice)
     return client
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A random-weight tiny Llama and its BPE tokenizer, built once per test session."""
+    from trainer.demo import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture
+def demo_corpus(tmp_path):
+    """A small JSONL corpus of standard-library docstrings (about 500 documents)."""
+    import itertools
+
+    from trainer.demo import demo_texts, write_jsonl
+
+    return write_jsonl(tmp_path / "corpus.jsonl", itertools.islice(demo_texts(), 500))
