@@ -11,5 +11,6 @@ urlpatterns = [
     path("datasets/", include("webapp.datasets.urls")),
     path("models/", include("webapp.basemodels.urls")),
     path("", include("webapp.runs.urls")),
+    path("", include("webapp.runs.page_urls")),
     path("", include("webapp.accounts.urls")),
 ]

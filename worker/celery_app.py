@@ -34,4 +34,10 @@ app.conf.update(
     worker_hijack_root_logger=False,
     result_expires=24 * 3600,
 )
-app.autodiscover_tasks(["worker"])
+# One task module per area, each owned by the code it wraps.
+app.conf.include = [
+    "worker.tasks",  # ping, worker heartbeat, lost-run sweep (beat)
+    "worker.run_tasks",  # run_training
+    "worker.dataset_tasks",  # validate_dataset
+    "worker.checkpoint_tasks",  # export_checkpoint, generate_sample
+]
