@@ -1,0 +1,98 @@
+"""Validate and profile an uploaded corpus (the plain function behind the Celery task).
+
+Steps, all streaming so memory stays flat whatever the file size:
+1. hash the stored partial file and compare with the sha256 the browser sent;
+2. move it to its final name;
+3. run ``trainer.prepare.validate_corpus`` (strict UTF-8, one JSON object a line,
+   text field present) and store its report as the dataset's stats.
+
+A dataset is ``ready`` when at least one document is valid (bad lines are listed
+and skipped by preparation) and ``rejected`` otherwise, with the reason in
+``error``. A rejected upload's file is deleted: only its report is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from webapp.datasets.models import Dataset
+
+log = logging.getLogger(__name__)
+
+HASH_BLOCK = 4 * 1024 * 1024
+MAX_BAD_LINES_SHOWN = 50
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _reject(dataset: Dataset, reason: str, stats: dict[str, Any] | None = None) -> None:
+    for path in (dataset.partial_path, dataset.file_path):
+        path.unlink(missing_ok=True)
+    Dataset.objects.filter(pk=dataset.pk, state=Dataset.State.VALIDATING).update(
+        state=Dataset.State.REJECTED, error=reason, stats=stats or {}
+    )
+
+
+def bad_line_list(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Bad lines as ``[{kind, line, excerpt}]``, whichever way the report groups them."""
+    out: list[dict[str, Any]] = []
+    bad = report.get("bad_lines", report.get("bad"))
+    if isinstance(bad, dict):
+        for kind, entries in bad.items():
+            if isinstance(entries, dict):  # {"count": n, "examples": [...]}
+                entries = entries.get("examples") or entries.get("lines") or []
+            if isinstance(entries, list):
+                for e in entries:
+                    if isinstance(e, dict):
+                        out.append({"kind": e.get("kind", kind), **e})
+    elif isinstance(bad, list):
+        out = [e for e in bad if isinstance(e, dict)]
+    out.sort(key=lambda e: e.get("line") or 0)
+    return out[:MAX_BAD_LINES_SHOWN]
+
+
+def validate_dataset(dataset_id: int) -> str:
+    """Check the hash, validate and profile a finished upload; return the new state."""
+    dataset = Dataset.objects.filter(pk=dataset_id).first()
+    if dataset is None or dataset.state != Dataset.State.VALIDATING:
+        return dataset.state if dataset else "missing"
+    source = dataset.partial_path if dataset.partial_path.exists() else dataset.file_path
+    if not source.exists():
+        _reject(dataset, "the uploaded file is missing on the server")
+        return Dataset.State.REJECTED
+    actual = file_sha256(source)
+    if actual != dataset.sha256:
+        _reject(
+            dataset, f"sha256 mismatch: the browser sent {dataset.sha256}, stored file is {actual}"
+        )
+        return Dataset.State.REJECTED
+    if source != dataset.file_path:
+        source.replace(dataset.file_path)
+
+    from trainer.prepare import validate_corpus
+
+    try:
+        report = validate_corpus([dataset.file_path], text_field=dataset.text_field).to_dict()
+    except Exception as exc:  # an unreadable file is the user's problem, reported on the page
+        log.exception("validation of dataset %s failed", dataset_id)
+        _reject(dataset, f"cannot read the corpus: {exc}")
+        return Dataset.State.REJECTED
+    report["bad_lines_shown"] = bad_line_list(report)
+    report["sha256"] = actual
+    if not report.get("documents"):
+        _reject(dataset, f"no valid documents with a {dataset.text_field!r} text field", report)
+        return Dataset.State.REJECTED
+    changed = Dataset.objects.filter(pk=dataset.pk, state=Dataset.State.VALIDATING).update(
+        state=Dataset.State.READY, stats=report, error=""
+    )
+    return Dataset.State.READY if changed else Dataset.objects.get(pk=dataset.pk).state
