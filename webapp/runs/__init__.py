@@ -1,0 +1,1 @@
+"""Runs: configuration, state, metrics, checkpoints, samples, the run page and its websocket."""

@@ -1,0 +1,167 @@
+"""Start, find and signal a run's torchrun: no Django here, only processes and files.
+
+torchrun is started in its own session (so it outlives a worker restart) behind a tiny
+``sh`` wrapper that writes torchrun's exit status to ``<run_dir>/exit_code``: a worker
+that re-attaches to a run it did not spawn cannot ``waitpid`` it, but can read that file.
+The stored pid is the wrapper's, which is also the process-group id of wrapper + torchrun.
+
+torchrun starts each rank in a session of its own, so signalling torchrun's group does
+not reach the ranks: on SIGTERM torchrun forwards the signal to them and waits
+``--shutdown-timeout`` seconds (we pass the stop grace period) before killing them. The
+final SIGKILL therefore goes to every descendant's process group, found through /proc.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections import deque
+from pathlib import Path
+
+EXIT_CODE_FILE = "exit_code"
+LOG_FILE = "train.log"
+EVENTS_FILE = "events.jsonl"
+CONFIG_FILE = "config.yaml"
+
+# `trap :` (not `trap ''`) so the wrapper outlives SIGTERM and records torchrun's
+# status, while its children still get the default disposition (an ignored signal
+# would be inherited across exec). `$?` is written atomically through a rename.
+_WRAPPER = 'trap : TERM INT HUP; "$@"; rc=$?; echo $rc > "$EXIT_FILE.tmp"; mv "$EXIT_FILE.tmp" "$EXIT_FILE"'
+
+
+def build_command(
+    run_dir: Path,
+    *,
+    nproc_per_node: int,
+    resume: str | None = None,
+    shutdown_timeout: int = 120,
+    module: str = "trainer.train",
+) -> list[str]:
+    """The torchrun command line for one node.
+
+    ``--standalone`` gives each launch its own rendezvous on a free port, so several
+    runs on one host never fight over a port. ``resume`` is "latest" or a checkpoint
+    folder; ``module`` is only replaced by tests.
+    """
+    if nproc_per_node < 1:
+        raise ValueError(f"nproc_per_node must be >= 1, got {nproc_per_node}")
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run",
+        "--standalone", "--nnodes", "1", "--nproc-per-node", str(nproc_per_node),
+        "--shutdown-timeout", str(shutdown_timeout),
+        "-m", module,
+        "--config", str(run_dir / CONFIG_FILE), "--run-dir", str(run_dir),
+    ]  # fmt: skip
+    if resume:
+        cmd += ["--resume", resume]
+    return cmd
+
+
+def spawn(cmd: list[str], run_dir: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start ``cmd`` in a new session with stdout/stderr appended to ``train.log``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / EXIT_CODE_FILE).unlink(missing_ok=True)
+    child_env = dict(env if env is not None else os.environ)
+    child_env["EXIT_FILE"] = str(run_dir / EXIT_CODE_FILE)
+    child_env.setdefault("PYTHONUNBUFFERED", "1")
+    with (run_dir / LOG_FILE).open("ab") as log:
+        return subprocess.Popen(
+            ["/bin/sh", "-c", _WRAPPER, "sh", *cmd],
+            cwd=run_dir,
+            env=child_env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, parent pid) from /proc, or None when there is no such process."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name may hold spaces and parentheses: split after the last ')'.
+    fields = raw[raw.rfind(")") + 2 :].split()
+    return fields[0], int(fields[1])
+
+
+def is_alive(pid: int | None, run_dir: Path) -> bool:
+    """True when ``pid`` is a live (not zombie) wrapper launched for ``run_dir``.
+
+    Checking the command line guards against pid reuse after a reboot or a long gap.
+    """
+    if not pid:
+        return False
+    stat = _proc_stat(pid)
+    if stat is None or stat[0] in ("Z", "X"):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    return str(run_dir).encode() in cmdline
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (children first), found by scanning /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _proc_stat(int(entry.name))
+            if stat is not None:
+                children.setdefault(stat[1], []).append(int(entry.name))
+    out: list[int] = []
+    queue = deque(children.get(pid, []))
+    while queue:
+        child = queue.popleft()
+        out.append(child)
+        queue.extend(children.get(child, []))
+    return out
+
+
+def signal_group(pid: int, sig: int) -> bool:
+    """Send ``sig`` to the process group led by ``pid``; False if it is gone."""
+    try:
+        os.killpg(pid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL the wrapper's group and the group of every descendant (the ranks' sessions)."""
+    groups = {pid}
+    for child in descendants(pid):
+        try:
+            groups.add(os.getpgid(child))
+        except ProcessLookupError:
+            continue
+    for group in groups:
+        signal_group(group, signal.SIGKILL)
+
+
+def read_exit_code(run_dir: Path) -> int | None:
+    """torchrun's exit status written by the wrapper, or None if it never got that far."""
+    try:
+        return int((run_dir / EXIT_CODE_FILE).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def log_tail(run_dir: Path, lines: int = 40, max_bytes: int = 64 * 1024) -> list[str]:
+    """The last ``lines`` lines of ``train.log`` (reads at most ``max_bytes`` from the end)."""
+    path = run_dir / LOG_FILE
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    return data.decode("utf-8", errors="replace").splitlines()[-lines:]
