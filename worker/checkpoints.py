@@ -1,0 +1,162 @@
+"""Checkpoint work the web app hands to the worker: export to HF format, generate a sample.
+
+Plain functions (the Celery tasks in ``checkpoint_tasks.py`` only wrap them). Each
+claims its row with a conditional update (queued -> running) so a redelivered task
+does the work once, runs the trainer's CLI in a child process (a crash or a large
+model cannot take the Celery worker down with it) and records the outcome on the
+row, then notifies the run page through ``broadcast``.
+
+Also home of :func:`resolve_inside`, the one way web and worker turn a relative
+path stored in a row or sent by a browser into a path inside a run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from webapp.runs.models import Checkpoint, Sample
+from webapp.runs.serializers import broadcast, checkpoint_dict, sample_dict
+
+log = logging.getLogger(__name__)
+
+EXPORT_TIMEOUT_S = 6 * 3600
+GENERATE_TIMEOUT_S = 15 * 60
+ERROR_TAIL_CHARS = 4000
+
+
+class PathEscapeError(ValueError):
+    """A relative path that would leave its root (``..``, absolute, or a symlink out)."""
+
+
+def resolve_inside(root: Path, relative: str) -> Path:
+    """``root / relative`` resolved (symlinks followed); refuses anything outside ``root``."""
+    if "\x00" in relative:
+        raise PathEscapeError("path contains a NUL byte")
+    rel = Path(relative)
+    if rel.is_absolute():
+        raise PathEscapeError(f"absolute path refused: {relative!r}")
+    base = Path(root).resolve()
+    target = (base / rel).resolve()
+    if target != base and base not in target.parents:
+        raise PathEscapeError(f"path leaves the run directory: {relative!r}")
+    return target
+
+
+def export_dir_for(checkpoint: Checkpoint) -> str:
+    """Where a checkpoint's export goes, relative to its run directory."""
+    return f"export/step-{checkpoint.step:06d}"
+
+
+def export_checkpoint(checkpoint_id: int) -> bool:
+    """Export one checkpoint to Hugging Face format with ``python -m trainer.export``.
+
+    Returns False when another task got there first (the row was not ``queued``).
+    """
+    claimed = Checkpoint.objects.filter(
+        pk=checkpoint_id, export_state=Checkpoint.ExportState.QUEUED
+    ).update(export_state=Checkpoint.ExportState.RUNNING, export_error="")
+    if not claimed:
+        return False
+    ckpt = Checkpoint.objects.select_related("run").get(pk=checkpoint_id)
+    _notify_checkpoint(ckpt)
+    try:
+        run_dir = ckpt.run.run_dir
+        source = resolve_inside(run_dir, ckpt.path)
+        relative_out = export_dir_for(ckpt)
+        out = resolve_inside(run_dir, relative_out)
+        _run_cli(
+            ["trainer.export", "--checkpoint", str(source), "--out", str(out)], EXPORT_TIMEOUT_S
+        )
+        if not (out / "config.json").is_file():
+            raise RuntimeError(f"trainer.export finished but {relative_out}/config.json is missing")
+    except Exception as exc:  # recorded on the row and shown on the page
+        log.exception("export of checkpoint %s failed", checkpoint_id)
+        Checkpoint.objects.filter(pk=checkpoint_id).update(
+            export_state=Checkpoint.ExportState.FAILED, export_error=str(exc)[-ERROR_TAIL_CHARS:]
+        )
+    else:
+        Checkpoint.objects.filter(pk=checkpoint_id).update(
+            export_state=Checkpoint.ExportState.DONE, export_path=relative_out
+        )
+    _notify_checkpoint(Checkpoint.objects.get(pk=checkpoint_id))
+    return True
+
+
+def generate_sample(sample_id: int) -> bool:
+    """Generate a sample's text from its checkpoint with ``python -m trainer.generate``.
+
+    Returns False when another task got there first (the row was not ``queued``).
+    """
+    claimed = Sample.objects.filter(pk=sample_id, state=Sample.State.QUEUED).update(
+        state=Sample.State.RUNNING
+    )
+    if not claimed:
+        return False
+    sample = Sample.objects.select_related("checkpoint", "run").get(pk=sample_id)
+    _notify_sample(sample)
+    try:
+        model = resolve_inside(sample.run.run_dir, sample.checkpoint.path)
+        args = ["trainer.generate", "--model", str(model), "--prompt", sample.prompt]
+        for key, flag in GENERATE_FLAGS.items():
+            if sample.params.get(key) is not None:
+                args += [flag, str(sample.params[key])]
+        result = _json_result(_run_cli(args, GENERATE_TIMEOUT_S))
+        text = result.get("text", result.get("output", result.get("completion")))
+        if not isinstance(text, str):
+            raise RuntimeError(f"trainer.generate printed no text: {result!r}"[:ERROR_TAIL_CHARS])
+    except Exception as exc:
+        log.exception("sample %s failed", sample_id)
+        Sample.objects.filter(pk=sample_id).update(
+            state=Sample.State.FAILED, error=str(exc)[-ERROR_TAIL_CHARS:]
+        )
+    else:
+        Sample.objects.filter(pk=sample_id).update(state=Sample.State.DONE, output=text)
+    _notify_sample(Sample.objects.get(pk=sample_id))
+    return True
+
+
+# Sample.params keys -> trainer.generate flags.
+GENERATE_FLAGS = {
+    "max_new_tokens": "--max-new-tokens",
+    "temperature": "--temperature",
+    "top_p": "--top-p",
+    "seed": "--seed",
+}
+
+
+def _run_cli(args: list[str], timeout: float) -> str:
+    """Run ``python -m <args>``; return stdout, or raise with the end of stderr."""
+    proc = subprocess.run(
+        [sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout)[-ERROR_TAIL_CHARS:]
+        raise RuntimeError(f"{args[0]} exited with {proc.returncode}: {tail}")
+    return proc.stdout
+
+
+def _json_result(stdout: str) -> dict[str, Any]:
+    """The last line of ``stdout`` that is a JSON object (the CLIs' result line)."""
+    for line in reversed(stdout.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(value, dict):
+                return value
+    raise RuntimeError(f"no JSON result line in output: {stdout[-ERROR_TAIL_CHARS:]!r}")
+
+
+def _notify_checkpoint(ckpt: Checkpoint) -> None:
+    broadcast(ckpt.run_id, {"checkpoints": [checkpoint_dict(ckpt)]})
+
+
+def _notify_sample(sample: Sample) -> None:
+    broadcast(sample.run_id, {"samples": [sample_dict(sample)]})
