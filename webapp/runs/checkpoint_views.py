@@ -49,25 +49,20 @@ def _back(run: Run) -> HttpResponse:
 @require_POST
 def resume(request: HttpRequest, run_id: int, checkpoint_id: int) -> HttpResponse:
     """Continue the run from this checkpoint in a new attempt (optional new total_steps)."""
-    from worker.control import queue_resume
+    from worker.control import ControlError, queue_resume
 
     run, ckpt = _checkpoint(request, run_id, checkpoint_id)
     raw = request.POST.get("total_steps", "").strip()
-    total_steps = run.total_steps
+    total_steps = None  # keep the run's schedule
     if raw:
         if not raw.isdigit() or not ckpt.step < int(raw) <= MAX_TOTAL_STEPS:
-            messages.error(
-                request, f"total_steps must be an integer above {ckpt.step} (the checkpoint step)"
-            )
+            messages.error(request, f"total_steps: a whole number above {ckpt.step}, please")
             return _back(run)
         total_steps = int(raw)
-    if run.is_active:
-        messages.error(request, f"Run is {run.state}: stop it before resuming from a checkpoint.")
-        return _back(run)
     try:
         queue_resume(run, ckpt.path, total_steps)
-    except NotImplementedError:
-        messages.error(request, "Resume is not available on this server yet.")
+    except ControlError as exc:
+        messages.error(request, f"Cannot resume: {exc}")
         return _back(run)
     messages.success(request, f"Resuming from step {ckpt.step} in a new attempt.")
     return _back(run)
