@@ -6,9 +6,11 @@ Steps, all streaming so memory stays flat whatever the file size:
 3. run ``trainer.prepare.validate_corpus`` (strict UTF-8, one JSON object a line,
    text field present) and store its report as the dataset's stats.
 
-A dataset is ``ready`` when at least one document is valid (bad lines are listed
-and skipped by preparation) and ``rejected`` otherwise, with the reason in
-``error``. A rejected upload's file is deleted: only its report is kept.
+A dataset is ``ready`` when it has valid documents and its share of invalid lines
+is at most ``PrepareOptions.max_bad_fraction`` (the same threshold preparation
+uses, so a ready dataset will not be refused later; bad lines under it are listed
+and skipped), and ``rejected`` otherwise, with the reason in ``error``. A rejected
+upload's file is deleted: only its report is kept.
 """
 
 from __future__ import annotations
@@ -44,20 +46,13 @@ def _reject(dataset: Dataset, reason: str, stats: dict[str, Any] | None = None) 
 
 
 def bad_line_list(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Bad lines as ``[{kind, line, excerpt}]``, whichever way the report groups them."""
-    out: list[dict[str, Any]] = []
-    bad = report.get("bad_lines", report.get("bad"))
-    if isinstance(bad, dict):
-        for kind, entries in bad.items():
-            if isinstance(entries, dict):  # {"count": n, "examples": [...]}
-                entries = entries.get("examples") or entries.get("lines") or []
-            if isinstance(entries, list):
-                for e in entries:
-                    if isinstance(e, dict):
-                        out.append({"kind": e.get("kind", kind), **e})
-    elif isinstance(bad, list):
-        out = [e for e in bad if isinstance(e, dict)]
-    out.sort(key=lambda e: e.get("line") or 0)
+    """The report's examples as one list ``[{kind, line, excerpt}]`` in line order."""
+    out = [
+        {"kind": kind, "line": e.get("line"), "excerpt": e.get("excerpt", "")}
+        for kind, examples in report.get("bad_examples", {}).items()
+        for e in examples
+    ]
+    out.sort(key=lambda e: e["line"] or 0)
     return out[:MAX_BAD_LINES_SHOWN]
 
 
@@ -79,7 +74,7 @@ def validate_dataset(dataset_id: int) -> str:
     if source != dataset.file_path:
         source.replace(dataset.file_path)
 
-    from trainer.prepare import validate_corpus
+    from trainer.prepare import PrepareOptions, validate_corpus
 
     try:
         report = validate_corpus([dataset.file_path], text_field=dataset.text_field).to_dict()
@@ -89,8 +84,19 @@ def validate_dataset(dataset_id: int) -> str:
         return Dataset.State.REJECTED
     report["bad_lines_shown"] = bad_line_list(report)
     report["sha256"] = actual
-    if not report.get("documents"):
+    # Server paths stay on the server: the page and the API only need the file name.
+    report["files"] = [{"name": dataset.filename, "bytes": f["bytes"]} for f in report["files"]]
+    max_bad = PrepareOptions().max_bad_fraction
+    if not report["documents"]:
         _reject(dataset, f"no valid documents with a {dataset.text_field!r} text field", report)
+        return Dataset.State.REJECTED
+    if report["invalid_fraction"] > max_bad:
+        _reject(
+            dataset,
+            f"{report['invalid_total']} bad lines ({report['invalid_fraction']:.1%}) exceed the "
+            f"limit of {max_bad:.0%}; see the first ones below",
+            report,
+        )
         return Dataset.State.REJECTED
     changed = Dataset.objects.filter(pk=dataset.pk, state=Dataset.State.VALIDATING).update(
         state=Dataset.State.READY, stats=report, error=""
