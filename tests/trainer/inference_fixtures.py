@@ -1,4 +1,4 @@
-"""Checkpoints and prepared corpora written by the contract (docs/CONTRACTS.md), for tests.
+"""Checkpoints written by the contract (docs/CONTRACTS.md), for tests.
 
 Used by the export/evaluate/generate/inference tests to have a checkpoint
 without running the training loop: a single-process ``dcp.save`` of
@@ -14,7 +14,6 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 import torch
 
 
@@ -70,48 +69,3 @@ def write_checkpoint(
         )
         (run_dir / "config.yaml").write_text(dump_config(config))
     return ckpt
-
-
-def write_prepared_corpus(out: Path, tokenizer_dir: Path, texts: Iterable[str]) -> Path:
-    """A prepared corpus by the manifest contract: every document goes to val, EOS after each."""
-    from transformers import AutoTokenizer
-
-    from trainer.shards import tokenizer_fingerprint
-
-    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    ids: list[int] = []
-    docs = 0
-    for text in texts:
-        ids.extend(tok(text).input_ids)
-        ids.append(tok.eos_token_id)
-        docs += 1
-    out.mkdir(parents=True, exist_ok=True)
-    np.asarray(ids, dtype=np.uint16).tofile(out / "val-00000.bin")
-    np.asarray(ids[:64], dtype=np.uint16).tofile(out / "train-00000.bin")
-    manifest = {
-        "version": 1,
-        "key": "test",
-        "inputs": [],
-        "text_field": "text",
-        "tokenizer": {
-            "name_or_path": str(tokenizer_dir),
-            "fingerprint": tokenizer_fingerprint(tokenizer_dir),
-            "vocab_size": len(tok),
-            "eos_token_id": tok.eos_token_id,
-            "bos_token_id": tok.bos_token_id,
-            "add_bos": False,
-        },
-        "dtype": "uint16",
-        "counts": {
-            "documents_read": docs,
-            "kept": docs,
-            "train_documents": 0,
-            "val_documents": docs,
-        },
-        "splits": {
-            "train": {"tokens": 64, "shards": [{"file": "train-00000.bin", "tokens": 64}]},
-            "val": {"tokens": len(ids), "shards": [{"file": "val-00000.bin", "tokens": len(ids)}]},
-        },
-    }
-    (out / "manifest.json").write_text(json.dumps(manifest))
-    return out
