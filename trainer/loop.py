@@ -1,0 +1,276 @@
+"""The training loop: one step = grad-accumulated micro-batches, clip, AdamW, LR step.
+
+Every rank runs the same code; rank 0 writes events and meta files. The loss
+logged and optimised is the token-weighted mean over the whole global batch
+(sum of token losses over micro-batches and ranks divided by the number of
+target tokens), not a mean of per-micro-batch means.
+
+Stopping: SIGTERM/SIGINT only set a flag. At the end of the step all ranks
+agree (the flag rides on the loss all-reduce), save a checkpoint, write status
+``preempted`` and exit with :data:`EXIT_PREEMPTED`. ``stop_after_steps`` does
+exactly the same at a chosen step (a deterministic preemption for tests/ops).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import resource
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.distributed.tensor import DTensor
+
+from trainer import checkpoint as ckpt
+from trainer.config import TrainConfig, dump_config
+from trainer.distributed import DistInfo, all_reduce_sum, init_distributed, teardown
+from trainer.events import EventWriter
+from trainer.flops import flops_per_token, mfu, peak_flops
+from trainer.model_setup import check_tokenizer, load_model, parallelize
+from trainer.optim import build_optimizer, build_scheduler
+from trainer.sampler import MixtureSampler, ValidationWindows
+
+__all__ = ["EXIT_COMPLETED", "EXIT_FAILED", "EXIT_PREEMPTED", "run_training"]
+
+EXIT_COMPLETED = 0
+EXIT_FAILED = 1
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped cleanly with a checkpoint; resume to continue.
+
+
+class _StopFlag:
+    """Set by SIGTERM/SIGINT; read once per step."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.signal = signum
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _memory_gb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 1e9
+    # Peak resident set of this process (Linux reports KiB).
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+def _clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> float:
+    """Global L2 norm over all ranks' shards; clip to ``max_norm`` when it is > 0."""
+    grads = [p.grad for p in params if p.grad is not None]
+    total = torch.nn.utils.get_total_norm(grads, norm_type=2.0, foreach=True)
+    if isinstance(total, DTensor):
+        total = total.full_tensor()  # the Partial norm reduced across ranks
+    if max_norm > 0:
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, total, foreach=True)
+    return float(total)
+
+
+class Trainer:
+    """Holds the sharded model, optimizer, data and state of one run."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, info: DistInfo, events: EventWriter) -> None:
+        from trainer.shards import PreparedCorpus
+
+        self.cfg, self.run_dir, self.info, self.events = cfg, run_dir, info, events
+        _seed_everything(cfg.seed)
+        if info.device.type == "cpu":
+            # Cheap on CPU and what makes resumed losses bit-for-bit equal.
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        corpora = [PreparedCorpus(c.path) for c in cfg.data.corpora]
+        lm = load_model(cfg.model.path)
+        check_tokenizer(cfg.model.path, corpora, lm.get_input_embeddings().weight.shape[0])
+        self.flops_per_token = flops_per_token(lm, cfg.data.seq_len)
+        self.peak = peak_flops(info.device)
+        self.model = parallelize(lm, cfg.model, info.device, info.world_size)
+        self.lm = lm
+        self.params = [p for p in lm.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(lm, cfg.optim, info.device)
+        self.total_steps = cfg.resolved_total_steps(info.world_size)
+        self.scheduler = build_scheduler(self.optimizer, cfg.schedule, self.total_steps)
+        d = cfg.data
+        self.sampler = MixtureSampler(
+            [c.split("train") for c in corpora],
+            [c.weight for c in cfg.data.corpora],
+            seq_len=d.seq_len,
+            micro_batch_size=d.micro_batch_size,
+            grad_accum_steps=d.grad_accum_steps,
+            rank=info.rank,
+            world_size=info.world_size,
+            seed=cfg.seed,
+            names=[c.name or c.path for c in cfg.data.corpora],
+        )
+        self.val = ValidationWindows([c.split("val") for c in corpora], seq_len=d.seq_len)
+        self.state = ckpt.TrainState(
+            scheduler=self.scheduler, sampler=self.sampler, device=info.device, seed=cfg.seed
+        )
+        self.last_loss: float | None = None
+        self.last_val_loss: float | None = None
+
+    # -- one step ---------------------------------------------------------------
+    def train_step(self, stop_requested: bool) -> tuple[float, float, bool]:
+        """One optimizer step; returns (global mean loss, grad norm, any rank asked to stop)."""
+        dev = self.info.device
+        batches = self.sampler.next_step()
+        # Target tokens of the whole global batch, known before backward so every
+        # micro-batch's loss can be scaled to its share of the token-weighted mean.
+        local_tokens = sum(int(b[:, 1:].numel()) for b in batches)
+        (global_tokens,) = all_reduce_sum([float(local_tokens)], dev)
+        # FSDP averages gradients over ranks; scaling by world_size turns that into a sum.
+        scale = self.info.world_size / global_tokens
+        loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
+        self.model.train()
+        for m, batch in enumerate(batches):
+            batch = batch.to(dev, non_blocking=True)
+            last = m == len(batches) - 1
+            self.model.set_requires_gradient_sync(last)  # reduce-scatter once per step
+            part, _ = self.model(batch[:, :-1], batch[:, 1:])
+            (part * scale).backward()
+            loss_sum += part.detach().double()
+        grad_norm = _clip_grad_norm(self.params, self.cfg.optim.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        total_loss, stops = all_reduce_sum([float(loss_sum), 1.0 if stop_requested else 0.0], dev)
+        self.state.step += 1
+        self.state.tokens_seen += int(global_tokens)
+        return total_loss / global_tokens, grad_norm, stops > 0
+
+    @torch.no_grad()
+    def evaluate(self) -> float | None:
+        """Token-weighted validation loss over ``eval.batches`` micro-batches per rank."""
+        if len(self.val) == 0:
+            return None
+        self.model.eval()
+        dev = self.info.device
+        loss_sum, tokens = 0.0, 0.0
+        for b in range(self.cfg.eval.batches):
+            index = b * self.info.world_size + self.info.rank
+            batch = self.val.batch(index, self.cfg.data.micro_batch_size).to(dev)
+            part, n = self.model(batch[:, :-1], batch[:, 1:])
+            loss_sum += float(part)
+            tokens += float(n)
+        loss_sum, tokens = all_reduce_sum([loss_sum, tokens], dev)
+        return loss_sum / tokens
+
+    def save(self) -> None:
+        """A checkpoint at the current step, a checkpoint event and retention."""
+        if ckpt.is_committed(ckpt.checkpoint_dir(self.run_dir, self.state.step)):
+            return  # already saved at this step (e.g. interval and stop coincide)
+        meta = {"loss": self.last_loss, "val_loss": self.last_val_loss}
+        path, size = ckpt.save_checkpoint(
+            self.run_dir,
+            model=self.lm,
+            optimizer=self.optimizer,
+            train_state=self.state,
+            meta=meta,
+        )
+        if self.info.is_main:
+            self.events.checkpoint(
+                self.state.step,
+                {
+                    "path": str(path.relative_to(self.run_dir)),
+                    "bytes": size,
+                    "tokens_seen": self.state.tokens_seen,
+                    **meta,
+                },
+            )
+            ckpt.apply_retention(
+                self.run_dir, self.cfg.checkpoint.keep, self.cfg.checkpoint.keep_best
+            )
+        dist.barrier()
+
+    # -- the loop ---------------------------------------------------------------
+    def fit(self, resume: str | None, stop_after_steps: int | None, stop: _StopFlag) -> int:
+        """Train to the end (EXIT_COMPLETED) or until a stop (EXIT_PREEMPTED)."""
+        cfg = self.cfg
+        if self.info.is_main:
+            (self.run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+        start = ckpt.resolve_resume(self.run_dir, resume)
+        if start is not None:
+            ckpt.load_checkpoint(
+                start, model=self.lm, optimizer=self.optimizer, train_state=self.state
+            )
+            meta = ckpt.read_meta(start)
+            self.last_loss, self.last_val_loss = meta.get("loss"), meta.get("val_loss")
+        self.events.status(
+            "running",
+            f"resumed from {start} at step {self.state.step}" if start else "started",
+            step=self.state.step,
+        )
+        window_t, window_tokens, window_steps = time.perf_counter(), 0, 0
+        while self.state.step < self.total_steps:
+            # The lr this step uses (the scheduler moves on inside train_step).
+            lr = self.optimizer.param_groups[0]["lr"]
+            loss, grad_norm, stopping = self.train_step(stop.signal is not None)
+            step = self.state.step
+            self.last_loss = loss
+            window_tokens += self.cfg.tokens_per_step(self.info.world_size)
+            window_steps += 1
+            if step % cfg.log_interval == 0 or step == self.total_steps:
+                elapsed = time.perf_counter() - window_t
+                rate = window_tokens / elapsed
+                data: dict[str, Any] = {
+                    "loss": loss,
+                    "lr": lr,
+                    "grad_norm": grad_norm,
+                    "tokens_per_s": rate,
+                    "mem_gb": _memory_gb(self.info.device),
+                    "tokens_seen": self.state.tokens_seen,
+                    "step_time": elapsed / window_steps,
+                }
+                u = mfu(rate, self.flops_per_token, self.peak, self.info.world_size)
+                if u is not None:
+                    data["mfu"] = u
+                self.events.metric(step, data)
+                window_t, window_tokens, window_steps = time.perf_counter(), 0, 0
+            final = step == self.total_steps
+            if final or (cfg.eval.interval and step % cfg.eval.interval == 0):
+                val = self.evaluate()
+                if val is not None:
+                    self.last_val_loss = val
+                    self.events.eval(step, val, math.exp(min(val, 50.0)))
+            preempt = stopping or (stop_after_steps is not None and step >= stop_after_steps)
+            if final or preempt or (cfg.checkpoint.interval and step % cfg.checkpoint.interval == 0):
+                self.save()
+            if preempt and not final:
+                why = f"signal {stop.signal}" if stopping else f"--stop-after-steps {stop_after_steps}"
+                self.events.status("preempted", f"stopped at step {step} ({why})", step=step)
+                return EXIT_PREEMPTED
+        self.events.status("completed", f"finished at step {self.state.step}", step=self.state.step)
+        return EXIT_COMPLETED
+
+
+def run_training(
+    cfg: TrainConfig, run_dir: Path, resume: str | None = None, stop_after_steps: int | None = None
+) -> int:
+    """Run (or resume) a training job in this process; returns the exit code."""
+    stop = _StopFlag()
+    stop.install()
+    info = init_distributed(cfg.parallel.device)
+    events = EventWriter(run_dir, enabled=info.is_main)
+    try:
+        trainer = Trainer(cfg, run_dir, info, events)
+        return trainer.fit(resume, stop_after_steps, stop)
+    except BaseException as exc:
+        events.status("failed", f"{type(exc).__name__}: {exc}")
+        print(f"[rank {info.rank}] training failed: {exc!r}", file=sys.stderr, flush=True)
+        raise
+    finally:
+        events.close()
+        teardown()
