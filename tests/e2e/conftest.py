@@ -14,6 +14,7 @@ Screenshots and service logs go to ``test-artifacts/e2e/``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from playwright.sync_api import expect
 
 from tests.e2e.procfile import ROOT, expand, procfile_commands
 from tests.stack import process, service_env, wait_for
@@ -208,3 +210,48 @@ def admin_page(live_db, new_page):
     page = new_page()
     log_in(page, ADMIN_USERNAME, ADMIN_PASSWORD)
     return page
+
+
+# Records every value the upload progress bar takes (as a fraction of its max) in
+# sessionStorage, which survives the page's redirect to the dataset once the upload ends.
+_PROGRESS_RECORDER = """
+(() => {
+  const value = Object.getOwnPropertyDescriptor(HTMLProgressElement.prototype, "value");
+  Object.defineProperty(HTMLProgressElement.prototype, "value", {
+    configurable: true,
+    get() { return value.get.call(this); },
+    set(v) {
+      value.set.call(this, v);
+      if (this.id !== "upload-progress") return;
+      const seen = JSON.parse(sessionStorage.getItem("e2e-upload-progress") || "[]");
+      seen.push(this.position);
+      sessionStorage.setItem("e2e-upload-progress", JSON.stringify(seen));
+    },
+  });
+})();
+"""
+
+
+def upload_corpus(page, path: Path, name: str) -> list[float]:
+    """Upload ``path`` on the datasets page; return the progress bar's values (0..1).
+
+    Ends on the dataset's own page, where the upload redirects when it completes.
+    """
+    page.add_init_script(_PROGRESS_RECORDER)
+    page.goto("/datasets/")
+    page.evaluate("sessionStorage.removeItem('e2e-upload-progress')")
+    form = page.locator("#upload-form")
+    form.locator("input[type=file]").set_input_files(str(path))
+    form.locator("[name=name]").fill(name)
+    form.get_by_role("button", name="Upload").click()
+    page.wait_for_url(re.compile(r"/datasets/\d+/$"), timeout=60_000)
+    return json.loads(page.evaluate("sessionStorage.getItem('e2e-upload-progress')") or "[]")
+
+
+def wait_for_dataset(page, timeout_s: float = 90) -> str:
+    """Wait on a dataset page until validation settles; return the final state."""
+    state = page.locator("#dataset-state")
+    expect(state).not_to_have_attribute(
+        "data-state", re.compile("^(uploading|validating)$"), timeout=timeout_s * 1000
+    )
+    return state.get_attribute("data-state")

@@ -1,0 +1,53 @@
+"""What a user sees when the input is wrong, in a real browser against the real stack."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.conftest import (
+    ADMIN_PASSWORD,
+    ADMIN_USERNAME,
+    log_in,
+    upload_corpus,
+    wait_for_dataset,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.timeout(300)]
+
+
+def malformed_corpus(path):
+    """40 good documents with four kinds of bad line at known line numbers."""
+    lines = [
+        json.dumps({"text": f"document number {i} about the standard library"}) for i in range(40)
+    ]
+    lines[2] = '{"text": "an unterminated string'  # line 3: not JSON
+    lines[6] = json.dumps({"body": "no text field here"})  # line 7: missing field
+    lines[11] = json.dumps(["a", "list"])  # line 12: not an object
+    lines[19] = json.dumps({"text": 42})  # line 20: text is not a string
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_malformed_upload_lists_its_bad_lines_with_their_line_numbers(
+    live_db, new_page, shots, tmp_path
+):
+    page = new_page()
+    log_in(page, ADMIN_USERNAME, ADMIN_PASSWORD)
+    progress = upload_corpus(page, malformed_corpus(tmp_path / "malformed.jsonl"), "malformed")
+    assert progress and progress[-1] == 1.0
+    # 4 bad lines in 40 is over the 5% limit: the dataset is refused, and says why.
+    assert wait_for_dataset(page) == "rejected"
+    expect(page.locator("#dataset-error")).to_contain_text("4 bad lines")
+    shots(page, "malformed-dataset")
+    rows = page.locator("section", has=page.get_by_role("heading", name="Bad lines")).locator(
+        "tbody tr"
+    )
+    excerpts = {
+        int(row.locator("td").first.inner_text()): row.locator("code").inner_text()
+        for row in rows.all()
+    }
+    assert set(excerpts) == {3, 7, 12, 20}
+    assert "unterminated" in excerpts[3] and "body" in excerpts[7] and "list" in excerpts[12]
