@@ -1,15 +1,23 @@
 """The Celery application: the Redis broker, queues and settings for days-long tasks.
 
-Why these settings:
-- ``worker_prefetch_multiplier=1``: a worker holds one training task at a time; a
-  prefetched second task would wait for days behind the first.
-- ``task_acks_late=False`` for training: with Redis, an unacknowledged task is
-  redelivered after ``visibility_timeout``; a run lasting longer would be started
-  twice. Training tasks therefore ack on receipt and guard against double starts
-  with the run row's conditional claim (queued -> starting); lost runs are
-  detected by heartbeat instead of by redelivery.
-- ``visibility_timeout`` is still set high (12 h) for the short tasks that do ack
-  late, so a slow export is not redelivered while it runs.
+Why these settings (Celery with the Redis transport):
+- ``worker_prefetch_multiplier=1`` and ``worker_disable_prefetch=True``: with early
+  acks a worker would otherwise reserve one extra message per process; a training task
+  reserved behind a days-long run waits for days *unacknowledged*, and Redis hands an
+  unacknowledged message to another worker after ``visibility_timeout``. With prefetch
+  disabled (Redis only, Celery >= 5.6) a worker takes a message only when a process is
+  free, so queued runs wait in Redis where any free GPU worker can take them.
+- ``task_acks_late=False`` for training (and re-attach) tasks: acked when they start,
+  so a run lasting longer than ``visibility_timeout`` is never redelivered and started
+  twice. A worker that dies mid-run loses the message on purpose: the run's heartbeat
+  stops and the lost-run sweep below decides (re-attach, or lost + auto-resume).
+  Even so, the run row's conditional claim (queued -> starting) makes any second
+  delivery give up.
+- ``visibility_timeout`` stays high (12 h) for the short tasks that do ack late
+  (dataset validation, export), so a slow export is not redelivered while it runs.
+- ``worker_direct``: each worker also consumes its own queue, so a worker can queue a
+  re-attach to itself (the torchrun it must follow lives on its host).
+- ``beat_schedule``: the lost-run sweep every RUN_SWEEP_SECONDS (30 s by default).
 """
 
 from __future__ import annotations
@@ -21,23 +29,36 @@ from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
+# How often beat sends the lost-run sweep; small in tests through the environment.
+SWEEP_SECONDS = float(os.environ.get("RUN_SWEEP_SECONDS", "30"))
+
 app = Celery("cpt")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.update(
     task_default_queue="cpu",
     task_queues=[Queue("gpu"), Queue("cpu")],
     worker_prefetch_multiplier=1,
+    worker_disable_prefetch=True,
+    worker_direct=True,
     task_acks_late=False,
     task_track_started=True,
     broker_transport_options={"visibility_timeout": 12 * 3600},
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
     result_expires=24 * 3600,
+    beat_schedule={
+        "sweep-lost-runs": {
+            "task": "worker.sweep_runs",
+            "schedule": SWEEP_SECONDS,
+            # Expires before the next one is due: a backlog of sweeps is pointless.
+            "options": {"queue": "cpu", "expires": SWEEP_SECONDS},
+        }
+    },
 )
 # One task module per area, each owned by the code it wraps.
 app.conf.include = [
-    "worker.tasks",  # ping, worker heartbeat, lost-run sweep (beat)
-    "worker.run_tasks",  # run_training
+    "worker.tasks",  # ping, worker registration + heartbeat, lost-run sweep (beat)
+    "worker.run_tasks",  # run_training, follow_run
     "worker.dataset_tasks",  # validate_dataset
     "worker.checkpoint_tasks",  # export_checkpoint, generate_sample
 ]

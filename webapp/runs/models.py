@@ -95,6 +95,9 @@ class RunDataset(models.Model):
     class Meta:
         unique_together = [("run", "dataset")]
 
+    def __str__(self) -> str:
+        return f"{self.dataset_id} x{self.weight} in run {self.run_id}"
+
 
 class Metric(models.Model):
     """One metric or eval event. Columns (not JSON) so history can be downsampled in SQL."""
@@ -126,6 +129,9 @@ class Metric(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "kind", "step"], name="metric_unique_step")
         ]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} {self.kind} @ {self.step}"
 
 
 class Checkpoint(models.Model):
@@ -159,6 +165,9 @@ class Checkpoint(models.Model):
             models.UniqueConstraint(fields=["run", "step"], name="checkpoint_unique_step")
         ]
 
+    def __str__(self) -> str:
+        return f"run {self.run_id} {self.path}"
+
 
 class Sample(models.Model):
     """Text generated from a checkpoint by a worker task."""
@@ -181,9 +190,12 @@ class Sample(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
+    def __str__(self) -> str:
+        return f"sample {self.pk} of run {self.run_id}"
+
 
 class WorkerHost(models.Model):
-    """A Celery worker that reported itself alive (heartbeat from a periodic task)."""
+    """A Celery worker that reported itself alive (heartbeat thread in the worker process)."""
 
     name = models.CharField(max_length=200, unique=True, help_text="Celery node name.")
     host = models.CharField(max_length=200)
@@ -193,3 +205,6 @@ class WorkerHost(models.Model):
 
     class Meta:
         ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
