@@ -70,7 +70,8 @@ def export_checkpoint(checkpoint_id: int) -> bool:
         relative_out = export_dir_for(ckpt)
         out = resolve_inside(run_dir, relative_out)
         _run_cli(
-            ["trainer.export", "--checkpoint", str(source), "--out", str(out)], EXPORT_TIMEOUT_S
+            ["trainer.export", "--checkpoint", str(source), "--out", str(out), "--overwrite"],
+            EXPORT_TIMEOUT_S,
         )
         if not (out / "config.json").is_file():
             raise RuntimeError(f"trainer.export finished but {relative_out}/config.json is missing")

@@ -109,7 +109,7 @@ def compare(request: HttpRequest) -> HttpResponse:
     """Pick runs (``?ids=1&ids=2``) and overlay their loss curves."""
     selected = _compare_ids(request)
     runs = visible_to(request.user, Run.objects.select_related("owner"))
-    chosen = list(runs.filter(pk__in=selected))
+    chosen = sorted(runs.filter(pk__in=selected), key=lambda r: selected.index(r.pk))
     if len(chosen) != len(selected):
         missing = sorted(set(selected) - {r.pk for r in chosen})
         messages.error(request, f"No such run: {', '.join(map(str, missing))}")

@@ -1,0 +1,93 @@
+"""History for the charts: downsampled in SQL with extremes kept, and the reconnect path."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.webapp.runpage_helpers import add_metrics, make_run
+from webapp.runs.history import load_history
+from webapp.runs.models import Metric
+
+pytestmark = pytest.mark.django_db
+
+
+def _metric_points(data):
+    return [p for p in data["metrics"] if p["kind"] == "metric"]
+
+
+def test_it_returns_every_point_when_under_the_limit(alice):
+    run = make_run(alice)
+    add_metrics(run, range(1, 301))
+    add_metrics(run, range(100, 301, 100), kind=Metric.Kind.EVAL)
+    data = load_history(run.pk, max_points=1000)
+    assert not data["downsampled"]
+    assert [p["step"] for p in _metric_points(data)] == list(range(1, 301))
+    assert [p["val_loss"] is not None for p in data["metrics"] if p["kind"] == "eval"] == [True] * 3
+    assert data["last_step"] == 300
+
+
+def test_a_spike_and_a_dip_survive_downsampling_and_the_size_is_bounded(alice):
+    run = make_run(alice)
+    add_metrics(
+        run, range(20_000), loss=lambda s: 50.0 if s == 12_345 else 0.01 if s == 777 else 2.0
+    )
+    data = load_history(run.pk, max_points=400)
+    points = _metric_points(data)
+    assert data["downsampled"]
+    assert 100 < len(points) <= 400
+    losses = [p["loss"] for p in points]
+    assert max(losses) == 50.0
+    assert min(losses) == 0.01
+    steps = [p["step"] for p in points]
+    assert steps == sorted(steps) and steps[0] == 0 and steps[-1] == 19_999
+    # The spike is placed inside its own bucket, not smeared across the chart.
+    spike_steps = [p["step"] for p in points if p["loss"] == 50.0]
+    assert len(spike_steps) == 1 and abs(spike_steps[0] - 12_345) <= 20_000 / 200
+
+
+def test_a_monotonic_schedule_stays_monotonic_after_downsampling(alice):
+    run = make_run(alice)
+    add_metrics(run, range(10_000))
+    points = _metric_points(load_history(run.pk, max_points=200))
+    lrs = [p["lr"] for p in points]
+    tokens = [p["tokens_seen"] for p in points]
+    assert lrs == sorted(lrs, reverse=True)
+    assert tokens == sorted(tokens)
+
+
+def test_after_returns_every_point_after_the_step_without_downsampling(alice):
+    run = make_run(alice)
+    add_metrics(run, range(1, 5001))
+    add_metrics(run, [4500, 5000], kind=Metric.Kind.EVAL)
+    data = load_history(run.pk, max_points=100, after=4000)
+    steps = [p["step"] for p in data["metrics"] if p["kind"] == "metric"]
+    assert steps == list(range(4001, 5001))
+    assert [p["step"] for p in data["metrics"] if p["kind"] == "eval"] == [4500, 5000]
+    assert not data["downsampled"] and not data["truncated"]
+    assert data["last_step"] == 5000
+
+
+def test_history_endpoint_serves_the_owner_and_validates_parameters(client, alice):
+    run = make_run(alice)
+    add_metrics(run, range(1, 11))
+    client.force_login(alice)
+    ok = client.get(f"/api/runs/{run.pk}/metrics?after=5")
+    assert ok.status_code == 200
+    assert [p["step"] for p in ok.json()["metrics"]] == [6, 7, 8, 9, 10]
+    assert ok.json()["run"]["id"] == run.pk
+    for query, field in (
+        ("after=-1", "after"),
+        ("after=x", "after"),
+        ("max_points=5", "max_points"),
+    ):
+        bad = client.get(f"/api/runs/{run.pk}/metrics?{query}")
+        assert bad.status_code == 400, query
+        assert bad.json()["field"] == field
+
+
+def test_it_rejects_other_users_run_and_anonymous_requests(client, alice, bob):
+    run = make_run(alice)
+    assert client.get(f"/api/runs/{run.pk}/metrics").status_code == 401
+    client.force_login(bob)
+    assert client.get(f"/api/runs/{run.pk}/metrics").status_code == 404
+    assert client.get(f"/api/runs/{run.pk}/log").status_code == 404
