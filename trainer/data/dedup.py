@@ -21,6 +21,9 @@ import numpy as np
 __all__ = ["ExactDedup", "NearDedup", "doc_digest", "minhash_signature"]
 
 DIGEST_BYTES = 16
+# datasketch's defaults, named: signatures shipped from the workers are rebuilt with them.
+SCHEME = "affine32"
+SEED = 1
 _WORD = re.compile(r"\w+")
 
 
@@ -58,7 +61,7 @@ def minhash_signature(text: str, num_perm: int = 128, shingle: int = 5) -> np.nd
             " ".join(words[i : i + shingle]).encode("utf-8")
             for i in range(len(words) - shingle + 1)
         ]
-    m = MinHash(num_perm=num_perm)
+    m = MinHash(num_perm=num_perm, seed=SEED, scheme=SCHEME)
     m.update_batch(grams)
     return m.hashvalues
 
@@ -77,9 +80,9 @@ class NearDedup:
 
     def seen(self, signature: np.ndarray) -> bool:
         """True when a similar document was kept before; otherwise index this one."""
-        from datasketch import LeanMinHash, MinHash
+        from datasketch import LeanMinHash
 
-        m = LeanMinHash(MinHash(num_perm=self.num_perm, hashvalues=signature))
+        m = LeanMinHash(seed=SEED, hashvalues=signature, scheme=SCHEME)
         if self._lsh.query(m):
             return True
         self._lsh.insert(self._count, m, check_duplication=False)
