@@ -18,10 +18,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,15 +107,22 @@ def stack(django_db_setup, tmp_path_factory) -> Iterator[Stack]:
     )
     stack = Stack(base_url=f"http://127.0.0.1:{port}", roots=roots, logs=logs)
     with ExitStack() as running:
-        for name in ("web", "worker", "beat"):
-            argv = _procfile_argv(name, env, tmp)
-            running.enter_context(process(argv, logs / f"{name}.log", env))
+        procs = [
+            running.enter_context(
+                process(_procfile_argv(name, env, tmp), logs / f"{name}.log", env)
+            )
+            for name in ("web", "worker", "beat")
+        ]
         try:
             wait_for(lambda: _healthy(stack.base_url + "/healthz"), 90, what="uvicorn /healthz")
             wait_for(_worker_answers, 90, interval=1.0, what="the Celery worker to answer ping")
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}\n{stack.log_tail()}") from None
         yield stack
+        # Ask all three to stop at once; process() then waits for each (and kills stragglers).
+        for proc in procs:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
 
 
 @pytest.fixture
@@ -134,6 +142,18 @@ def live_db(transactional_db, settings, stack, monkeypatch):
     monkeypatch.setenv("ADMIN_USERNAME", ADMIN_USERNAME)
     monkeypatch.setenv("ADMIN_PASSWORD", ADMIN_PASSWORD)
     call_command("ensure_admin", stdout=open(os.devnull, "w"))  # noqa: SIM115
+
+
+@pytest.fixture
+def make_user(live_db, django_user_model):
+    """``make_user(name)`` -> a user whose password is ``<name>-pass-123`` (PBKDF2)."""
+
+    def make(username: str, **extra):
+        return django_user_model.objects.create_user(
+            username, password=f"{username}-pass-123", **extra
+        )
+
+    return make
 
 
 @pytest.fixture(scope="package")

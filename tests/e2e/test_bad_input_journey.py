@@ -51,3 +51,45 @@ def test_a_malformed_upload_lists_its_bad_lines_with_their_line_numbers(
     }
     assert set(excerpts) == {3, 7, 12, 20}
     assert "unterminated" in excerpts[3] and "body" in excerpts[7] and "list" in excerpts[12]
+
+
+# Opens a websocket from the page and reports what happened within a few seconds.
+_OPEN_SOCKET = """
+(path) => new Promise((resolve) => {
+  const out = { opened: false, messages: [], code: null };
+  const ws = new WebSocket(`ws://${location.host}${path}`);
+  ws.onopen = () => { out.opened = true; };
+  ws.onmessage = (event) => { out.messages.push(JSON.parse(event.data)); ws.close(1000); };
+  ws.onclose = (event) => { out.code = event.code; resolve(out); };
+  setTimeout(() => { ws.close(); resolve(out); }, 8000);
+})
+"""
+
+
+def test_a_second_user_cannot_open_the_first_users_run_page_or_websocket(
+    make_user, new_page, shots
+):
+    from webapp.runs.models import Run
+
+    alice, _bob = make_user("alice"), make_user("bob")
+    run = Run.objects.create(owner=alice, name="alice-private-run", config={}, state="completed")
+    socket_path = f"/ws/runs/{run.pk}/"
+
+    owner = new_page()
+    log_in(owner, "alice", "alice-pass-123")
+    owner.goto(f"/runs/{run.pk}/")
+    expect(owner.locator("h1")).to_contain_text("alice-private-run")
+    seen = owner.evaluate(_OPEN_SOCKET, socket_path)
+    assert seen["opened"] and seen["messages"][0]["run"]["id"] == run.pk
+
+    outsider = new_page()
+    log_in(outsider, "bob", "bob-pass-123")
+    response = outsider.goto(f"/runs/{run.pk}/")
+    assert response.status == 404
+    expect(outsider.locator("body")).not_to_contain_text("alice-private-run")
+    shots(outsider, "other-users-run")
+    seen = outsider.evaluate(_OPEN_SOCKET, socket_path)
+    assert not seen["opened"] and not seen["messages"]
+    # The run list does not show it either.
+    outsider.goto("/")
+    expect(outsider.locator("main")).not_to_contain_text("alice-private-run")
