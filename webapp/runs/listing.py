@@ -8,6 +8,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from trainer.config import ConfigError, parse_config
 from webapp.runs.models import Run
 from webapp.runs.serializers import run_summary
 
@@ -15,18 +16,11 @@ PAGE_SIZE = 25
 
 
 def tokens_per_step(run: Run) -> int | None:
-    """Tokens in one optimizer step of ``run``, from its stored config (None if unreadable)."""
+    """Tokens in one optimizer step of ``run``, from its stored config (None if it no longer
+    validates, e.g. saved under an older schema)."""
     try:
-        data = run.config["data"]
-        parallel = run.config.get("parallel", {})
-        ranks = int(parallel.get("nproc_per_node", 1)) * int(parallel.get("nnodes", 1))
-        return (
-            int(data["seq_len"])
-            * int(data["micro_batch_size"])
-            * int(data["grad_accum_steps"])
-            * ranks
-        )
-    except (KeyError, TypeError, ValueError, AttributeError):
+        return parse_config(run.config).tokens_per_step()
+    except ConfigError:
         return None
 
 
