@@ -94,6 +94,7 @@ def _write_export(loaded: Any, checkpoint: Path, tmp: Path) -> None:
     loaded.tokenizer.save_pretrained(str(tmp))
     if not any(tmp.glob("*.safetensors")):
         raise RuntimeError(f"save_pretrained wrote no safetensors files in {tmp}")
+    _apply_umask(tmp)
     meta = loaded.meta
     info = {
         "version": EXPORT_VERSION,
@@ -107,6 +108,27 @@ def _write_export(loaded: Any, checkpoint: Path, tmp: Path) -> None:
         "time": time.time(),
     }
     (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+def _apply_umask(folder: Path) -> None:
+    """Give every file the usual permissions: safetensors writes its temp file as 0600,
+    which the web server or another user sharing the run directory could not read."""
+    umask = _current_umask()
+    for f in folder.iterdir():
+        if f.is_file():
+            f.chmod(0o666 & ~umask)
+    folder.chmod(0o777 & ~umask)
+
+
+def _current_umask() -> int:
+    # os.umask can only be read by setting it, which races with other threads.
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
 
 
 def _move_into_place(tmp: Path, out: Path) -> None:
