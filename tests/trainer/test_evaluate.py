@@ -6,8 +6,6 @@ import itertools
 import json
 import math
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,7 +14,7 @@ from transformers import AutoModelForCausalLM
 
 from tests.trainer.inference_fixtures import write_checkpoint
 from trainer.demo import demo_texts, write_jsonl
-from trainer.evaluate import evaluate_model
+from trainer.evaluate import evaluate_model, main
 from trainer.inference import InferenceError
 from trainer.prepare import prepare_corpus
 from trainer.shards import PreparedCorpus
@@ -67,17 +65,15 @@ def test_a_checkpoint_is_evaluated_at_its_runs_seq_len_and_differs_from_the_base
     assert trained["val_loss"] != pytest.approx(base["val_loss"], rel=1e-4)
 
 
-def test_the_cli_prints_one_json_result_line(checkpoint, corpus):
-    proc = subprocess.run(
-        [sys.executable, "-m", "trainer.evaluate", "--model", str(checkpoint), "--corpus",
-         str(corpus), "--batches", "1", "--batch-size", "2", "--device", "cpu"],
-        capture_output=True, text=True, timeout=120,
+def test_the_cli_prints_one_json_result_line(checkpoint, corpus, capsys):
+    status = main(
+        ["--model", str(checkpoint), "--corpus", str(corpus), "--batches", "1",
+         "--batch-size", "2", "--device", "cpu"]
     )  # fmt: skip
 
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.strip().splitlines()
-    assert len(lines) == 1
-    result = json.loads(lines[0])
+    assert status == 0
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(line)
     in_process = evaluate_model(checkpoint, corpus, batches=1, batch_size=2, device="cpu")
     assert result["val_loss"] == pytest.approx(in_process["val_loss"], rel=1e-6)
     assert result["seconds"] > 0

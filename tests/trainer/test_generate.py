@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from tests.trainer.inference_fixtures import perturbed_model, write_checkpoint
-from trainer.generate import generate_text
+from trainer.generate import generate_text, main
 from trainer.inference import InferenceError, load_model
 
 PROMPT = "Return the number of"
@@ -108,15 +106,23 @@ def test_it_rejects_a_request_longer_than_the_context(base):
         generate_text(base, PROMPT, max_new_tokens=4096)
 
 
-def test_the_cli_prints_the_text_as_one_json_line(tiny_model_dir, base):
-    proc = subprocess.run(
-        [sys.executable, "-m", "trainer.generate", "--model", str(tiny_model_dir), "--prompt",
-         PROMPT, "--temperature", "0", "--max-new-tokens", "6", "--device", "cpu"],
-        capture_output=True, text=True, timeout=120,
+def test_the_cli_prints_the_text_as_one_json_line(tiny_model_dir, base, capsys):
+    status = main(
+        ["--model", str(tiny_model_dir), "--prompt", PROMPT, "--temperature", "0",
+         "--max-new-tokens", "6", "--device", "cpu"]
     )  # fmt: skip
 
-    assert proc.returncode == 0, proc.stderr
-    (line,) = proc.stdout.strip().splitlines()
+    assert status == 0
+    (line,) = capsys.readouterr().out.strip().splitlines()
     result = json.loads(line)
     assert result["text"] == _greedy(base.model, base.tokenizer, PROMPT, 6)
     assert result["source"] == "base"
+
+
+def test_the_cli_reports_a_bad_argument_as_a_json_error_and_exit_status_2(capsys):
+    status = main(["--model", "/nonexistent", "--prompt", PROMPT, "--top-p", "0"])
+
+    assert status == 2
+    out = capsys.readouterr()
+    assert "top_p" in json.loads(out.out.strip().splitlines()[-1])["error"]
+    assert "top_p" in out.err
