@@ -2,8 +2,10 @@
 
 A run of a million steps has a million ``Metric`` rows; the browser needs a few
 thousand points per series. The database groups rows into equal step buckets and
-returns ``MIN``/``MAX`` of every series per bucket (one ``GROUP BY`` over the
-``(run, kind, step)`` index), so Python only ever sees ``max_points`` rows.
+returns ``MIN``/``MAX`` of every series per bucket (one ``GROUP BY``), so Python
+only ever sees ``max_points`` rows. Long runs (more than ``DIRECT_MAX_RANGE``
+steps) use the same aggregation per small tile, cached in Redis and merged with
+numpy (:mod:`webapp.runs.history_tiles`), so only new tiles hit the database.
 Each bucket becomes two points (its first and last step) carrying the bucket's
 extremes, so a loss spike or a dip survives downsampling. Which extreme goes
 first follows the series' local trend (from the neighbouring buckets), so a
@@ -16,14 +18,19 @@ downsampled history instead).
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
-from django.db.models import Count, F, IntegerField, Max, Min
-from django.db.models.expressions import ExpressionWrapper
+from django.db.models import Max, Min
+from redis.exceptions import RedisError
 
-from webapp.runs.models import Metric
+from webapp.runs import history_tiles
+from webapp.runs.history_tiles import aggregate_buckets
+from webapp.runs.models import Metric, Run
 from webapp.runs.serializers import METRIC_FIELDS
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_POINTS = 4000
 """Points per kind (metric, eval) a history response carries at most."""
@@ -37,19 +44,22 @@ AFTER_LIMIT = 20000
 SERIES = tuple(f for f in METRIC_FIELDS if f not in ("kind", "step", "t", "tokens_seen"))
 # Columns that only grow with the step: the first point of a bucket takes the minimum.
 MONOTONIC = ("t", "tokens_seen")
+DIRECT_MAX_RANGE = 50_000
+"""Step ranges up to this are aggregated in SQL per request (at most this many rows);
+longer runs are served from the tile cache in :mod:`webapp.runs.history_tiles`."""
 
 
 def load_history(
-    run_id: int, *, max_points: int = DEFAULT_MAX_POINTS, after: int | None = None
+    run: Run, *, max_points: int = DEFAULT_MAX_POINTS, after: int | None = None
 ) -> dict[str, Any]:
-    """The points of run ``run_id`` as metric dicts (``serializers.metric_dict`` shape).
+    """The points of ``run`` as metric dicts (``serializers.metric_dict`` shape).
 
     Returns ``{"metrics": [...], "downsampled": bool, "truncated": bool,
     "last_step": int | None}``, points ordered by step, metric and eval kinds mixed.
     """
     if after is not None:
         rows = list(
-            Metric.objects.filter(run_id=run_id, step__gt=after)
+            Metric.objects.filter(run_id=run.pk, step__gt=after)
             .order_by("step", "kind")
             .values(*METRIC_FIELDS)[: AFTER_LIMIT + 1]
         )
@@ -64,7 +74,7 @@ def load_history(
     points: list[dict[str, Any]] = []
     downsampled = False
     for kind in (Metric.Kind.METRIC, Metric.Kind.EVAL):
-        kind_points, was_downsampled = downsample(run_id, kind, max_points)
+        kind_points, was_downsampled = downsample(run, kind, max_points)
         points.extend(kind_points)
         downsampled = downsampled or was_downsampled
     points.sort(key=lambda p: (p["step"], p["kind"]))
@@ -76,32 +86,26 @@ def load_history(
     }
 
 
-def downsample(run_id: int, kind: str, max_points: int) -> tuple[list[dict[str, Any]], bool]:
+def downsample(run: Run, kind: str, max_points: int) -> tuple[list[dict[str, Any]], bool]:
     """At most ``max_points`` points of one kind, keeping each bucket's extremes.
 
     Returns the points and whether they were downsampled (False: every stored row).
     """
-    rows = Metric.objects.filter(run_id=run_id, kind=kind)
-    stats = rows.aggregate(n=Count("id"), lo=Min("step"), hi=Max("step"))
-    if stats["n"] <= max_points:
+    rows = Metric.objects.filter(run_id=run.pk, kind=kind)
+    # "More than max_points rows?" read from the (run, kind, step) index, never a COUNT(*).
+    if not rows.order_by("step").values_list("step", flat=True)[max_points : max_points + 1]:
         return list(rows.order_by("step").values(*METRIC_FIELDS)), False
-
-    # Two points per bucket; equal step widths keep the x axis honest.
-    n_buckets = max(1, max_points // 2)
-    width = math.ceil((stats["hi"] - stats["lo"] + 1) / n_buckets)
-    bucket = ExpressionWrapper((F("step") - stats["lo"]) / width, output_field=IntegerField())
-    aggregates: dict[str, Any] = {"step_lo": Min("step"), "step_hi": Max("step")}
-    for col in (*MONOTONIC, *SERIES):
-        aggregates[f"{col}_min"] = Min(col)
-        aggregates[f"{col}_max"] = Max(col)
-    buckets = list(
-        rows.annotate(bucket=bucket)
-        .values("bucket")
-        .annotate(**aggregates)
-        .order_by("bucket")
-        .values(*aggregates)
-    )
-    return _bucket_points(buckets, kind), True
+    bounds = rows.aggregate(lo=Min("step"), hi=Max("step"))
+    n_buckets = max(1, max_points // 2)  # two points per bucket
+    if bounds["hi"] - bounds["lo"] + 1 > DIRECT_MAX_RANGE:
+        try:
+            buckets = history_tiles.buckets(run, kind, bounds["hi"], n_buckets)
+        except RedisError:  # the cache is an optimisation: answer slowly, but answer
+            log.warning("run %s: tile cache unavailable, aggregating in SQL", run.pk)
+        else:
+            return _bucket_points(buckets, kind), True
+    width = math.ceil((bounds["hi"] - bounds["lo"] + 1) / n_buckets)
+    return _bucket_points(aggregate_buckets(rows, width, bounds["lo"]), kind), True
 
 
 def _bucket_points(buckets: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -109,15 +113,15 @@ def _bucket_points(buckets: list[dict[str, Any]], kind: str) -> list[dict[str, A
     rising = {col: _trend(buckets, col) for col in SERIES}
     points: list[dict[str, Any]] = []
     for i, b in enumerate(buckets):
-        first: dict[str, Any] = {"kind": kind, "step": b["step_lo"]}
-        last: dict[str, Any] = {"kind": kind, "step": b["step_hi"]}
+        first: dict[str, Any] = {"kind": kind, "step": b["step_min"]}
+        last: dict[str, Any] = {"kind": kind, "step": b["step_max"]}
         for col in MONOTONIC:
             first[col], last[col] = b[f"{col}_min"], b[f"{col}_max"]
         for col in SERIES:
             lo, hi = b[f"{col}_min"], b[f"{col}_max"]
             first[col], last[col] = (lo, hi) if rising[col][i] else (hi, lo)
         points.append(first)
-        if b["step_hi"] != b["step_lo"]:
+        if b["step_max"] != b["step_min"]:
             points.append(last)
     return points
 

@@ -82,7 +82,7 @@ def metrics_api(request: HttpRequest, run_id: int) -> HttpResponse:
         maximum=history.MAX_MAX_POINTS,
         default=history.DEFAULT_MAX_POINTS,
     )
-    data = history.load_history(run.pk, max_points=max_points, after=after)
+    data = history.load_history(run, max_points=max_points, after=after)
     data["run"] = run_summary(run)
     return JsonResponse(data)
 
