@@ -7,6 +7,8 @@
   const DATA = JSON.parse(document.getElementById("run-data").textContent);
   const MAX_LOG_LINES = 2000;
   const ACTIVE = ["queued", "preparing", "starting", "running", "stopping"];
+  // Before training (re)starts, rows after a resume's checkpoint may still be stored.
+  const BEFORE_TRAINING = ["queued", "preparing", "starting"];
   const CHARTS = [
     // id suffix, title, [trace fields]; "loss" also gets the smoothed and validation traces.
     { key: "loss", title: "Loss", fields: ["loss"] },
@@ -22,6 +24,7 @@
     metrics: [], // kind "metric", ordered by step
     evals: [], // kind "eval", ordered by step
     lastStep: -1,
+    dataAttempt: -1, // the attempt whose timeline the charts hold
     ema: null, // last smoothed loss value
     xField: "step",
     logScale: false,
@@ -158,6 +161,7 @@
     state.metrics = data.metrics.filter((p) => p.kind === "metric");
     state.evals = data.metrics.filter((p) => p.kind === "eval");
     state.lastStep = data.last_step ?? -1;
+    state.dataAttempt = BEFORE_TRAINING.includes(data.run.state) ? data.run.attempt - 1 : data.run.attempt;
     $("history-note").textContent = data.downsampled ? "history downsampled (min/max per bucket)" : "";
     applyRun(data.run);
     redrawAll();
@@ -165,12 +169,18 @@
   async function catchUp() {
     // After (re)connecting: everything after the last step we have.
     const data = await getJSON(`${DATA.metrics_url}?after=${Math.max(0, state.lastStep)}`);
-    if (data.truncated) return loadHistory(); // fell far behind: the downsampled view instead
-    addPoints(data.metrics.filter((p) => p.step > state.lastStep));
+    const resumedMeanwhile = data.run.attempt > state.dataAttempt && !BEFORE_TRAINING.includes(data.run.state);
+    // Fell far behind, or a resume rewound the timeline while we were away: reload.
+    if (data.truncated || resumedMeanwhile) return loadHistory();
     applyRun(data.run);
+    addPoints(data.metrics);
   }
   function addPoints(points) {
-    // A resumed attempt that rewound behind our last step reloads history instead.
+    // A new attempt resumes from a checkpoint behind our last step: its points replace
+    // ours from there on (one full redraw per resume).
+    const incoming = points.filter((p) => p.kind === "metric").map((p) => p.step);
+    const first = incoming.length ? Math.min(...incoming) : Infinity;
+    if (first <= state.lastStep && state.run.attempt > state.dataAttempt) rewind(first);
     const fresh = points.filter((p) => p.step > state.lastStep ||
       (p.kind === "eval" && p.step === state.lastStep && !state.evals.some((e) => e.step === p.step)));
     if (!fresh.length) return;
@@ -182,14 +192,17 @@
     state.lastStep = Math.max(state.lastStep, fresh[fresh.length - 1].step);
     if (state.plotted) extendCharts(newMetrics, newEvals);
   }
+  function rewind(step) {
+    state.metrics = state.metrics.filter((p) => p.step < step);
+    state.evals = state.evals.filter((p) => p.step < step);
+    const last = Math.max(-1, ...state.metrics.map((p) => p.step), ...state.evals.map((p) => p.step));
+    state.lastStep = last;
+    state.dataAttempt = state.run.attempt;
+    redrawAll();
+  }
   async function onPayload(payload) {
-    if (payload.run && payload.run.attempt > state.run.attempt) {
-      // New attempt (resume): its timeline replaces ours after its checkpoint.
-      applyRun(payload.run);
-      await loadHistory();
-    }
+    if (payload.run) applyRun(payload.run); // first: the attempt decides what points mean
     if (payload.metrics) addPoints(payload.metrics);
-    if (payload.run) applyRun(payload.run);
     if (payload.checkpoints) payload.checkpoints.forEach(upsertCheckpoint);
     if (payload.samples) payload.samples.forEach((s) => state.samples.set(s.id, s));
     if (payload.log) appendLog(payload.log);
