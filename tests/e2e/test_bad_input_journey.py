@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from playwright.sync_api import expect
@@ -93,3 +94,44 @@ def test_a_second_user_cannot_open_the_first_users_run_page_or_websocket(
     # The run list does not show it either.
     outsider.goto("/")
     expect(outsider.locator("main")).not_to_contain_text("alice-private-run")
+
+
+def test_a_bad_learning_rate_is_shown_at_its_field_and_launches_nothing(
+    live_db, new_page, shots, django_user_model
+):
+    from webapp.basemodels.models import BaseModel
+    from webapp.datasets.models import Dataset
+    from webapp.runs.models import Run
+
+    # A model and a ready dataset to choose, so the learning rate is the only thing wrong
+    # (neither is opened: the form is refused before anything starts).
+    admin = django_user_model.objects.get(username=ADMIN_USERNAME)
+    BaseModel.objects.create(owner=admin, name="some-model", source="/nowhere", path="/nowhere")
+    Dataset.objects.create(
+        owner=admin,
+        name="some-corpus",
+        filename="corpus.jsonl",
+        size_bytes=100,
+        received_bytes=100,
+        sha256="0" * 64,
+        state=Dataset.State.READY,
+        stats={"documents": 2},
+    )
+    page = new_page()
+    log_in(page, ADMIN_USERNAME, ADMIN_PASSWORD)
+    page.goto("/runs/new/")
+    page.fill("#id_name", "bad-lr")
+    page.select_option("#id_base_model", label="some-model")
+    page.get_by_label("some-corpus").check()
+    # The browser cannot check "greater than 0" (the input has no min): the server must.
+    page.fill("#id_optim__lr", "-0.001")
+    page.get_by_role("button", name="Launch").click()
+    page.wait_for_load_state()
+    error = page.locator("#field-optim__lr .errorlist")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text(re.compile(r"greater than 0", re.I))
+    # What the user typed stays in the field, so they can correct it.
+    expect(page.locator("#id_optim__lr")).to_have_value("-0.001")
+    error.scroll_into_view_if_needed()
+    shots(page, "bad-learning-rate")
+    assert not Run.objects.exists()
