@@ -257,6 +257,7 @@ def _results(
 
 def _run(
     files: list[Path],
+    hashes: list[str],
     spec: TokenizerSpec,
     options: PrepareOptions,
     work_dir: Path,
@@ -268,6 +269,10 @@ def _run(
     total = sum(sizes)
     report = ValidationReport(report_limit=options.report_limit)
     report.bytes = total
+    report.files = [
+        {"path": str(f.resolve()), "sha256": h, "bytes": n}
+        for f, h, n in zip(files, hashes, sizes, strict=True)
+    ]
     train = ShardWriter(work_dir, "train", spec.dtype, options.shard_tokens)
     val = ShardWriter(work_dir, "val", spec.dtype, options.shard_tokens)
     splitter = SplitWriter(train, val, options.val_fraction)
@@ -359,7 +364,7 @@ def prepare_corpus(
     work = root / f".tmp-{key[:32]}-{uuid.uuid4().hex[:8]}"
     work.mkdir()
     try:
-        report, body = _run(files, spec, opts, work, progress)
+        report, body = _run(files, hashes, spec, opts, work, progress)
         if body["counts"]["documents_read"] == 0:
             raise EmptyCorpusError("empty corpus: the input files hold no non-blank lines")
         if report.invalid_fraction > opts.max_bad_fraction:
@@ -372,10 +377,7 @@ def prepare_corpus(
         manifest = {
             "version": MANIFEST_VERSION,
             "key": key,
-            "inputs": [
-                {"path": str(f.resolve()), "sha256": h, "bytes": f.stat().st_size}
-                for f, h in zip(files, hashes, strict=True)
-            ],
+            "inputs": report.files,
             "text_field": opts.text_field,
             "tokenizer": spec.identity(),
             "dtype": spec.dtype,

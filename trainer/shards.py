@@ -12,6 +12,8 @@ This module is the only reader the trainer needs:
   nothing is read until it is sliced.
 - ``tokenizer_fingerprint(path_or_tokenizer)``: sha256 over the contents of a
   tokenizer's files, so the same tokenizer in two folders has one fingerprint.
+- ``check_same_tokenizer(corpora)``: the common tokenizer entry of corpora to be
+  mixed, or a :class:`CorpusFormatError` naming the one that differs.
 
 Mixing corpora by weight is done by the trainer over several
 ``PreparedCorpus`` objects; each one is self-describing (tokenizer fingerprint,
@@ -24,6 +26,7 @@ import bisect
 import hashlib
 import json
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ __all__ = [
     "CorpusFormatError",
     "PreparedCorpus",
     "TokenArray",
+    "check_same_tokenizer",
     "tokenizer_fingerprint",
 ]
 
@@ -206,6 +210,28 @@ class PreparedCorpus:
             )
         self._arrays[name] = arr
         return arr
+
+
+def check_same_tokenizer(corpora: Sequence[PreparedCorpus]) -> dict[str, Any]:
+    """The tokenizer entry shared by all ``corpora``; an error naming any that differ.
+
+    Mixing corpora by weight only makes sense when their token ids mean the same
+    thing: same tokenizer files (fingerprint) and the same BOS/EOS convention.
+    """
+    if not corpora:
+        raise ValueError("no corpora to mix")
+    first = corpora[0].tokenizer
+    keys = ("fingerprint", "eos_token_id", "bos_token_id", "add_bos")
+    for corpus in corpora[1:]:
+        other = corpus.tokenizer
+        for key in keys:
+            if other.get(key) != first.get(key):
+                raise CorpusFormatError(
+                    f"{corpus.path}: tokenizer {key} {other.get(key)!r} differs from "
+                    f"{corpora[0].path}'s {first.get(key)!r}; corpora to mix must be "
+                    "prepared with the same tokenizer"
+                )
+    return first
 
 
 def _hash_tokenizer_dir(directory: Path) -> str:

@@ -8,7 +8,12 @@ import shutil
 import numpy as np
 import pytest
 
-from trainer.shards import CorpusFormatError, PreparedCorpus, tokenizer_fingerprint
+from trainer.shards import (
+    CorpusFormatError,
+    PreparedCorpus,
+    check_same_tokenizer,
+    tokenizer_fingerprint,
+)
 
 
 def write_corpus(root, dtype="uint16", train_shards=((0, 5), (5, 3), (8, 0), (8, 4)), val=3):
@@ -105,3 +110,14 @@ def test_same_tokenizer_in_two_folders_has_one_fingerprint(tmp_path):
 def test_fingerprint_of_a_folder_without_tokenizer_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError):
         tokenizer_fingerprint(tmp_path)
+
+
+def test_corpora_to_mix_must_share_a_tokenizer(tmp_path):
+    a = PreparedCorpus(write_corpus(tmp_path / "a"))
+    b = PreparedCorpus(write_corpus(tmp_path / "b"))
+    assert check_same_tokenizer([a, b])["fingerprint"] == "f"
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    manifest["tokenizer"]["fingerprint"] = "other"
+    (tmp_path / "b" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CorpusFormatError, match="fingerprint 'other' differs"):
+        check_same_tokenizer([a, PreparedCorpus(tmp_path / "b")])
