@@ -23,6 +23,8 @@ from worker.push import push_progress
 
 DATASET_URI = re.compile(r"^dataset://(\d{1,18})$")
 PROGRESS_INTERVAL = 0.5  # seconds between progress writes (stage changes always written)
+# Below this size one process tokenizes faster than starting a pool of them.
+SMALL_CORPUS_BYTES = 16 * 1024 * 1024
 
 
 class PreparationError(ValueError):
@@ -109,6 +111,7 @@ def resolve_corpora(run: Run) -> dict[str, Any]:
                 tokenizer,
                 prepared_root,
                 text_field=dataset.text_field,
+                workers=1 if dataset.file_path.stat().st_size < SMALL_CORPUS_BYTES else None,
                 progress=progress,
             )
         except (CorpusRejected, EmptyCorpusError) as exc:
