@@ -19,7 +19,13 @@ def make_run(owner, config: dict[str, Any] | None = None, **fields: Any) -> Run:
 
 
 def metric_line(step: int, loss: float = 2.0, t: float = 1.0) -> str:
-    data = {"loss": loss, "lr": 1e-4, "grad_norm": 0.5, "tokens_per_s": 100.0, "tokens_seen": step * 64}
+    data = {
+        "loss": loss,
+        "lr": 1e-4,
+        "grad_norm": 0.5,
+        "tokens_per_s": 100.0,
+        "tokens_seen": step * 64,
+    }
     return json.dumps({"v": 1, "t": t, "kind": "metric", "step": step, "data": data}) + "\n"
 
 
