@@ -14,7 +14,6 @@ Prints one JSON result line: ``{"out", "checkpoint", "step", "base_model",
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shutil
 import time
@@ -81,16 +80,9 @@ def export_checkpoint(
 
 
 def _write_export(loaded: Any, checkpoint: Path, tmp: Path) -> None:
-    from transformers import GenerationConfig
-
     tmp.mkdir()
-    model = loaded.model
-    # Keep the base model's sampling defaults (eos ids, temperature) when it has them.
-    with contextlib.suppress(OSError, ValueError):
-        model.generation_config = GenerationConfig.from_pretrained(
-            loaded.base_model, local_files_only=True
-        )
-    model.save_pretrained(str(tmp))
+    # The generation config is the base model's (see trainer.inference), saved alongside.
+    loaded.model.save_pretrained(str(tmp))
     loaded.tokenizer.save_pretrained(str(tmp))
     if not any(tmp.glob("*.safetensors")):
         raise RuntimeError(f"save_pretrained wrote no safetensors files in {tmp}")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import GenerationConfig
 
 from trainer.inference import InferenceError, LoadedModel, load_model, run_cli
 
@@ -81,29 +82,39 @@ def generate_text(
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
 
-    eos = tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    sampling: dict[str, Any] = (
-        {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": None}
-        if temperature > 0
-        else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    eos_ids = _eos_ids(loaded)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+    gen_config = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        eos_token_id=eos_ids,
+        pad_token_id=pad,
+        **(
+            {"do_sample": True, "temperature": temperature, "top_p": top_p}
+            if temperature > 0
+            else {"do_sample": False}
+        ),
     )
     devices = [loaded.device] if loaded.device.type == "cuda" else []
+    lm = loaded.model
+    # generate() fills unset fields from model.generation_config (a base model's top_k,
+    # repetition_penalty, ...). Blank it so the arguments above are the whole recipe and a
+    # sample can be reproduced from them alone.
+    saved_config, lm.generation_config = lm.generation_config, GenerationConfig()
     # A private RNG state: a worker process's global RNG is left as it was.
-    with torch.random.fork_rng(devices=devices), torch.inference_mode():
-        torch.manual_seed(seed)
-        output = loaded.model.generate(
-            input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            max_new_tokens=max_new_tokens,
-            eos_token_id=eos,
-            pad_token_id=pad,
-            **sampling,
-        )
+    try:
+        with torch.random.fork_rng(devices=devices), torch.inference_mode():
+            torch.manual_seed(seed)
+            output = lm.generate(
+                input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                generation_config=gen_config,
+            )
+    finally:
+        lm.generation_config = saved_config
     new = output[0, input_ids.shape[1] :].tolist()
-    finish = "eos" if eos is not None and eos in new else "length"
-    if finish == "eos":
-        new = new[: new.index(eos)]
+    stop = next((i for i, t in enumerate(new) if t in eos_ids), None)
+    finish = "length" if stop is None else "eos"
+    new = new if stop is None else new[:stop]
     return {
         "text": tokenizer.decode(new, skip_special_tokens=True),
         "prompt": prompt,
@@ -114,6 +125,22 @@ def generate_text(
         "top_p": top_p,
         **loaded.summary(),
     }
+
+
+def _eos_ids(loaded: LoadedModel) -> list[int]:
+    """Every id that ends a document: the tokenizer's EOS and the model's generation EOS ids."""
+    ids: list[int] = []
+    for value in (
+        loaded.tokenizer.eos_token_id,
+        getattr(loaded.model.generation_config, "eos_token_id", None),
+        getattr(loaded.model.config, "eos_token_id", None),
+    ):
+        for i in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(i, int) and i not in ids:
+                ids.append(i)
+    if not ids:
+        raise InferenceError(f"{loaded.path}: the tokenizer has no EOS token")
+    return ids
 
 
 def main(argv: list[str] | None = None) -> int:

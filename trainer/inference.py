@@ -16,6 +16,7 @@ also share the small CLI helpers at the end (one JSON result line on stdout).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -288,7 +289,7 @@ def _load_pretrained(name: str, kind: SourceKind, dev: torch.device, dtype: str)
 
 def _load_checkpoint(ckpt: Path, dev: torch.device, dtype: str) -> LoadedModel:
     import torch.distributed.checkpoint as dcp
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
     from transformers.initialization import no_init_weights
 
     run_config = load_run_config(ckpt)
@@ -310,6 +311,10 @@ def _load_checkpoint(ckpt: Path, dev: torch.device, dtype: str) -> LoadedModel:
         model = AutoModelForCausalLM.from_config(hf_config, dtype=torch_dtype)
     # no_init_weights also skips tying; tie so a tied lm_head follows the embeddings.
     model.tie_weights()
+    # from_config derives generation defaults from config.json; the base model's own
+    # generation_config.json (several EOS ids, for one) is what an export should carry.
+    with contextlib.suppress(OSError, ValueError):
+        model.generation_config = GenerationConfig.from_pretrained(base, local_files_only=True)
 
     state = model.state_dict()
     _check_keys(ckpt, state, stored_keys, model)

@@ -43,6 +43,19 @@ def test_temperature_zero_is_greedy_decoding(base):
     assert result["new_tokens"] == 12 or result["finish_reason"] == "eos"
 
 
+def test_the_models_own_generation_defaults_do_not_change_the_recipe(base):
+    expected = _greedy(base.model, base.tokenizer, PROMPT, 12)
+    saved = base.model.generation_config
+    saved.repetition_penalty = 5.0  # as a base model's generation_config.json might set
+    try:
+        result = generate_text(base, PROMPT, temperature=0, max_new_tokens=12)
+    finally:
+        saved.repetition_penalty = 1.0
+
+    assert result["text"] == expected
+    assert base.model.generation_config is saved
+
+
 def test_the_same_seed_gives_the_same_sample_and_leaves_the_global_rng_alone(base):
     rng_before = torch.get_rng_state()
 

@@ -53,6 +53,17 @@ def test_checkpoint_logits_match_the_model_it_was_saved_from(checkpoint, tiny_mo
         torch.testing.assert_close(loaded.model(ids).logits, reference(ids).logits)
 
 
+def test_a_checkpoint_keeps_the_base_models_generation_config(tiny_model_dir, tmp_path):
+    base = _modified_base(tiny_model_dir, tmp_path)
+    gen = json.loads((base / "generation_config.json").read_text())
+    (base / "generation_config.json").write_text(json.dumps({**gen, "eos_token_id": [2, 9]}))
+    ckpt = write_checkpoint(tmp_path / "run", base)
+
+    loaded = load_model(ckpt, device="cpu")
+
+    assert loaded.model.generation_config.eos_token_id == [2, 9]
+
+
 def test_it_loads_a_tied_lm_head_from_a_checkpoint_that_stores_only_the_embeddings(
     tiny_model_dir, tmp_path
 ):
