@@ -102,8 +102,15 @@ def test_long_runs_come_from_cached_tiles_that_keep_extremes_and_grow(alice, mon
     assert len(tiled) <= 400
     assert max(p["loss"] for p in tiled) == max(p["loss"] for p in direct) == 50.0
     assert min(p["loss"] for p in tiled) == min(p["loss"] for p in direct)
-    cached = history_tiles._client().strlen(history_tiles._key(run, "metric"))
+    redis = history_tiles._client()
+    cached = redis.strlen(history_tiles._key(run, "metric", 0))
     assert cached == (5999 // history_tiles.TILE_STEPS) * history_tiles.ROW_BYTES
+    # A coarser chart reads the next tile level, built from the first one.
+    coarse = _metric_points(load_history(run, max_points=50))
+    assert len(coarse) <= 50 and max(p["loss"] for p in coarse) == 50.0
+    assert redis.strlen(history_tiles._key(run, "metric", 1)) == (
+        5999 // history_tiles.tile_width(1) * history_tiles.ROW_BYTES
+    )
     # New rows (and a new spike) show up; the complete tiles are reused, not recomputed.
     add_metrics(run, range(6000, 8000), loss=lambda s: 99.0 if s == 7500 else 1.0)
     grown = _metric_points(load_history(run, max_points=400))

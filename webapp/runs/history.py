@@ -22,11 +22,12 @@ import logging
 import math
 from typing import Any
 
+import numpy as np
 from django.db.models import Max, Min
 from redis.exceptions import RedisError
 
 from webapp.runs import history_tiles
-from webapp.runs.history_tiles import aggregate_buckets
+from webapp.runs.history_tiles import AGGREGATED, COLUMNS, aggregate_buckets
 from webapp.runs.models import Metric, Run
 from webapp.runs.serializers import METRIC_FIELDS
 
@@ -40,10 +41,9 @@ MAX_MAX_POINTS = 20000
 AFTER_LIMIT = 20000
 """Rows an ``after=`` request returns at most; more means the client fell far behind."""
 
-# Value columns that are charted; tokens_seen and t are the x axes / clock.
-SERIES = tuple(f for f in METRIC_FIELDS if f not in ("kind", "step", "t", "tokens_seen"))
 # Columns that only grow with the step: the first point of a bucket takes the minimum.
 MONOTONIC = ("t", "tokens_seen")
+INTEGER_FIELDS = ("step", "tokens_seen")
 DIRECT_MAX_RANGE = 50_000
 """Step ranges up to this are aggregated in SQL per request (at most this many rows);
 longer runs are served from the tile cache in :mod:`webapp.runs.history_tiles`."""
@@ -55,7 +55,8 @@ def load_history(
     """The points of ``run`` as metric dicts (``serializers.metric_dict`` shape).
 
     Returns ``{"metrics": [...], "downsampled": bool, "truncated": bool,
-    "last_step": int | None}``, points ordered by step, metric and eval kinds mixed.
+    "last_step": int | None}``: the metric points, then the eval points, each by step
+    (``after=`` answers: both kinds together, by step).
     """
     if after is not None:
         rows = list(
@@ -77,12 +78,11 @@ def load_history(
         kind_points, was_downsampled = downsample(run, kind, max_points)
         points.extend(kind_points)
         downsampled = downsampled or was_downsampled
-    points.sort(key=lambda p: (p["step"], p["kind"]))
     return {
         "metrics": points,
         "downsampled": downsampled,
         "truncated": False,
-        "last_step": points[-1]["step"] if points else None,
+        "last_step": max((p["step"] for p in points), default=None),
     }
 
 
@@ -105,36 +105,55 @@ def downsample(run: Run, kind: str, max_points: int) -> tuple[list[dict[str, Any
         else:
             return _bucket_points(buckets, kind), True
     width = math.ceil((bounds["hi"] - bounds["lo"] + 1) / n_buckets)
-    return _bucket_points(aggregate_buckets(rows, width, bounds["lo"]), kind), True
+    return _bucket_points(_as_array(aggregate_buckets(rows, width, bounds["lo"])), kind), True
 
 
-def _bucket_points(buckets: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    """Two points per bucket (first and last step) carrying the bucket's min and max."""
-    rising = {col: _trend(buckets, col) for col in SERIES}
-    points: list[dict[str, Any]] = []
-    for i, b in enumerate(buckets):
-        first: dict[str, Any] = {"kind": kind, "step": b["step_min"]}
-        last: dict[str, Any] = {"kind": kind, "step": b["step_max"]}
-        for col in MONOTONIC:
-            first[col], last[col] = b[f"{col}_min"], b[f"{col}_max"]
-        for col in SERIES:
-            lo, hi = b[f"{col}_min"], b[f"{col}_max"]
-            first[col], last[col] = (lo, hi) if rising[col][i] else (hi, lo)
-        points.append(first)
-        if b["step_max"] != b["step_min"]:
-            points.append(last)
-    return points
+def _bucket_points(buckets: np.ndarray, kind: str) -> list[dict[str, Any]]:
+    """Two points per bucket (first and last step) carrying the bucket's min and max.
+
+    ``buckets`` has one row per bucket and the columns ``history_tiles.COLUMNS``
+    (NaN for a column without values); numpy keeps this fast for thousands of buckets.
+    """
+    if not len(buckets):
+        return []
+    index = {c: i for i, c in enumerate(COLUMNS)}
+    first: dict[str, np.ndarray] = {}
+    last: dict[str, np.ndarray] = {}
+    for col in AGGREGATED:
+        lo, hi = buckets[:, index[f"{col}_min"]], buckets[:, index[f"{col}_max"]]
+        if col in ("step", *MONOTONIC):
+            first[col], last[col] = lo, hi
+            continue
+        rising = _rising(lo, hi)
+        first[col], last[col] = np.where(rising, lo, hi), np.where(rising, hi, lo)
+    # Interleave first/last per bucket; a one-step bucket gives a single point.
+    keep_last = last["step"] != first["step"]
+    order = np.argsort(np.concatenate([first["step"], last["step"][keep_last]]), kind="stable")
+    columns = {col: np.concatenate([first[col], last[col][keep_last]])[order] for col in AGGREGATED}
+    out_cols = []
+    for field in METRIC_FIELDS:
+        if field == "kind":
+            out_cols.append([kind] * len(order))
+            continue
+        values = columns[field].tolist()
+        if field in INTEGER_FIELDS:
+            out_cols.append([None if v != v else int(v) for v in values])  # v != v: NaN
+        else:
+            out_cols.append([None if v != v else v for v in values])
+    return [dict(zip(METRIC_FIELDS, row, strict=True)) for row in zip(*out_cols, strict=True)]
 
 
-def _trend(buckets: list[dict[str, Any]], col: str) -> list[bool]:
-    """Per bucket, whether ``col`` rises there (judged by the neighbours' midpoints)."""
-    mids = [
-        None if b[f"{col}_min"] is None else (b[f"{col}_min"] + b[f"{col}_max"]) / 2
-        for b in buckets
-    ]
-    rising = []
-    for i in range(len(mids)):
-        before = mids[i - 1] if i > 0 else mids[i]
-        after = mids[i + 1] if i + 1 < len(mids) else mids[i]
-        rising.append(before is None or after is None or after >= before)
-    return rising
+def _rising(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Per bucket, whether the series rises there (judged by the neighbours' midpoints);
+    unknown (no values around) counts as rising."""
+    mid = (lo + hi) / 2
+    before = np.concatenate([mid[:1], mid[:-1]])
+    after = np.concatenate([mid[1:], mid[-1:]])
+    return ~(after < before)  # NaN compares False: rising
+
+
+def _as_array(rows: list[dict[str, Any]]) -> np.ndarray:
+    """SQL bucket rows (dicts) as the float array ``_bucket_points`` reads."""
+    return np.array(
+        [[np.nan if b[c] is None else b[c] for c in COLUMNS] for b in rows], dtype=float
+    ).reshape(-1, len(COLUMNS))

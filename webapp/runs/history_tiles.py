@@ -8,9 +8,11 @@ checkpoint instead), so the MIN/MAX of every column per tile of
 request aggregates in SQL only the tiles completed since the last request plus
 the still-growing last tile (an index range scan over a few rows).
 
-Tile ``i`` covers steps ``[i * TILE_STEPS, (i + 1) * TILE_STEPS)``; the cache
-holds tiles ``0 .. n-1`` with no gaps (an empty tile is all NaN), only tiles
-wholly below the newest step (those cannot change any more).
+Tile ``i`` of a level covers steps ``[i * width, (i + 1) * width)``; a level's
+cache holds tiles ``0 .. n-1`` with no gaps (an empty tile is all NaN), only tiles
+wholly below the newest step (those cannot change any more). Coarser levels
+(``FANOUT`` tiles of the level below each) are built from the finer ones, so a
+million-step run is read as ~2,000 tiles, not ~30,000.
 
 A resume rewinds the timeline: while a run with ``resume_from`` has not started
 training again (queued/starting/preparing, when the rows after the checkpoint
@@ -35,7 +37,10 @@ from webapp.runs.models import Metric, Run
 from webapp.runs.serializers import METRIC_FIELDS
 
 TILE_STEPS = 32
-"""Steps per cached tile; chart buckets of long runs are whole numbers of tiles."""
+"""Steps per finest cached tile; chart buckets of long runs are whole numbers of tiles."""
+FANOUT = 16
+LEVELS = 3
+"""Tile levels of 32, 512 and 8192 steps; a request reads the coarsest that suffices."""
 
 KEY_TTL_S = 14 * 24 * 3600
 AGGREGATED = ("step", "t", "tokens_seen") + tuple(
@@ -87,77 +92,94 @@ def aggregate_buckets(rows: QuerySet[Metric], width: int, origin: int) -> list[d
     )
 
 
-def buckets(run: Run, kind: str, hi: int, n_buckets: int) -> list[dict[str, Any]]:
-    """At most ``n_buckets`` bucket rows (``aggregate_buckets`` shape, without ``bucket``)
-    covering steps ``0..hi`` of ``run``'s ``kind`` rows, merged from cached tiles."""
-    tiles = load_tiles(run, kind, hi)
+def buckets(run: Run, kind: str, hi: int, n_buckets: int) -> np.ndarray:
+    """At most ``n_buckets`` buckets (rows; columns :data:`COLUMNS`, NaN where empty) over
+    steps ``0..hi`` of ``run``'s ``kind`` rows, merged from the cached tiles."""
+    # The coarsest level that still gives at least half the buckets asked for: reading
+    # 2,000 coarse tiles is much cheaper than 30,000 fine ones.
+    level = max(
+        lvl for lvl in range(LEVELS) if lvl == 0 or hi // tile_width(lvl) + 1 >= n_buckets // 2
+    )
+    tiles = load_tiles(run, kind, hi, level)
     per_bucket = max(1, math.ceil(len(tiles) / n_buckets))
-    starts = np.arange(0, len(tiles), per_bucket)
-    with np.errstate(invalid="ignore"):
-        mins = np.fmin.reduceat(tiles[:, 0::2], starts, axis=0)
-        maxs = np.fmax.reduceat(tiles[:, 1::2], starts, axis=0)
-    merged = np.empty((len(starts), len(COLUMNS)))
-    merged[:, 0::2], merged[:, 1::2] = mins, maxs
-    merged = merged[~np.isnan(merged[:, 0])]  # buckets without a single row
-    out = []
-    for row in merged.tolist():
-        b = {c: (None if math.isnan(v) else v) for c, v in zip(COLUMNS, row, strict=True)}
-        for c in ("step_min", "step_max", "tokens_seen_min", "tokens_seen_max"):
-            if b[c] is not None:
-                b[c] = int(b[c])
-        out.append(b)
-    return out
+    return _merge(tiles, per_bucket)[: n_buckets + 1]
 
 
-def load_tiles(run: Run, kind: str, hi: int) -> np.ndarray:
-    """Tiles ``0 .. hi // TILE_STEPS`` as an array (tiles x COLUMNS); the cache grows as needed."""
+def tile_width(level: int) -> int:
+    """Steps per tile at ``level`` (level 0: TILE_STEPS; each level FANOUT times wider)."""
+    return TILE_STEPS * FANOUT**level
+
+
+def load_tiles(run: Run, kind: str, hi: int, level: int = 0) -> np.ndarray:
+    """Tiles ``0 .. hi // width`` of ``level`` (tiles x COLUMNS); the cache grows as needed."""
     r = _client()
-    key = _key(run, kind)
-    limit = _valid_tiles(r, key, run)  # tiles that may be cached at all
-    have = r.strlen(key) // ROW_BYTES
-    complete = min(hi // TILE_STEPS, limit)
-    if have < complete:
-        fresh = _tiles_from_sql(run, kind, have, complete)
-        r.eval(_APPEND_AT, 1, key, have * ROW_BYTES, fresh.tobytes(), KEY_TTL_S)
-    data = r.get(key) or b""
-    data = data[: len(data) // ROW_BYTES * ROW_BYTES]
-    stored = np.frombuffer(data, dtype="<f8").reshape(-1, len(COLUMNS))
-    stored = stored[: min(len(stored), limit)]
+    limit = _cacheable_steps(r, run, kind)
+    width = tile_width(level)
+    stored = _stored(r, run, kind, level, min(hi, limit) // width)
     # The newest tiles are still growing (or not cacheable yet): always fresh from SQL.
-    tail = _tiles_from_sql(run, kind, len(stored), hi // TILE_STEPS + 1)
+    tail = _tiles_from_sql(run, kind, width, len(stored), hi // width + 1)
     return np.vstack([stored, tail])
 
 
-def _valid_tiles(r: redis.Redis, key: str, run: Run) -> int:
-    """Cut the cache back after a resume; returns how many tiles may be cached now."""
+def _stored(r: redis.Redis, run: Run, kind: str, level: int, complete: int) -> np.ndarray:
+    """The cached tiles of ``level``, first extended to ``complete`` tiles if short."""
+    key = _key(run, kind, level)
+    have = r.strlen(key) // ROW_BYTES
+    if have < complete:
+        if level == 0:
+            fresh = _tiles_from_sql(run, kind, TILE_STEPS, have, complete)
+        else:  # from the level below, itself extended first
+            below = _stored(r, run, kind, level - 1, complete * FANOUT)[have * FANOUT :]
+            if len(below) < (complete - have) * FANOUT:  # lost a race: do not cache
+                complete = have
+            fresh = _merge(below[: (complete - have) * FANOUT], FANOUT)
+        if len(fresh):
+            r.eval(_APPEND_AT, 1, key, have * ROW_BYTES, fresh.tobytes(), KEY_TTL_S)
+    data = r.get(key) or b""
+    data = data[: min(len(data) // ROW_BYTES, complete) * ROW_BYTES]
+    return np.frombuffer(data, dtype="<f8").reshape(-1, len(COLUMNS))
+
+
+def _merge(tiles: np.ndarray, group: int) -> np.ndarray:
+    """Every ``group`` consecutive tiles merged into one (MIN of mins, MAX of maxes)."""
+    if not len(tiles):
+        return tiles
+    starts = np.arange(0, len(tiles), group)
+    merged = np.empty((len(starts), len(COLUMNS)))
+    merged[:, 0::2] = np.fmin.reduceat(tiles[:, 0::2], starts, axis=0)
+    merged[:, 1::2] = np.fmax.reduceat(tiles[:, 1::2], starts, axis=0)
+    return merged
+
+
+def _cacheable_steps(r: redis.Redis, run: Run, kind: str) -> int:
+    """Cut the cache back after a resume; returns up to which step tiles may be cached."""
     everything = 2**62
     resume_step = _resume_step(run.resume_from)
-    cut: int | None = None
-    seen_attempt = r.get(key + ":attempt")
+    before_training = run.state in BEFORE_TRAINING and resume_step is not None
+    keep: int | None = None  # steps whose tiles stay
+    attempt_key = _key(run, kind, "attempt")
+    seen_attempt = r.get(attempt_key)
     if seen_attempt is not None and int(seen_attempt) != run.attempt:
-        cut = 0 if resume_step is None else (resume_step + 1) // TILE_STEPS
-    if run.state in BEFORE_TRAINING and resume_step is not None:
-        cut = (resume_step + 1) // TILE_STEPS
-    if cut is not None:
-        r.eval(_TRUNCATE_TO, 1, key, cut * ROW_BYTES, KEY_TTL_S)
-    r.set(key + ":attempt", run.attempt, ex=KEY_TTL_S)
-    if run.state in BEFORE_TRAINING and resume_step is not None:
-        return (resume_step + 1) // TILE_STEPS
-    return everything
+        keep = 0 if resume_step is None else resume_step + 1
+    if before_training:
+        keep = resume_step + 1
+    if keep is not None:
+        for level in range(LEVELS):
+            cut = keep // tile_width(level) * ROW_BYTES
+            r.eval(_TRUNCATE_TO, 1, _key(run, kind, level), cut, KEY_TTL_S)
+    r.set(attempt_key, run.attempt, ex=KEY_TTL_S)
+    return resume_step + 1 if before_training else everything
 
 
-def _tiles_from_sql(run: Run, kind: str, first: int, end: int) -> np.ndarray:
-    """Tiles ``first .. end-1`` aggregated in SQL (an index range scan), NaN where empty."""
+def _tiles_from_sql(run: Run, kind: str, width: int, first: int, end: int) -> np.ndarray:
+    """Tiles ``first .. end-1`` of ``width`` steps aggregated in SQL, NaN where empty."""
     out = np.full((max(0, end - first), len(COLUMNS)), np.nan)
     if end <= first:
         return out
     rows = Metric.objects.filter(
-        run_id=run.pk,
-        kind=kind,
-        step__gte=first * TILE_STEPS,
-        step__lt=end * TILE_STEPS,
+        run_id=run.pk, kind=kind, step__gte=first * width, step__lt=end * width
     )
-    for b in aggregate_buckets(rows, TILE_STEPS, 0):
+    for b in aggregate_buckets(rows, width, 0):
         out[b["bucket"] - first] = [np.nan if b[c] is None else b[c] for c in COLUMNS]
     return out
 
@@ -167,10 +189,10 @@ def _resume_step(folder: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _key(run: Run, kind: str) -> str:
+def _key(run: Run, kind: str, level: int | str) -> str:
     # created_at tells apart runs that share an id (a database rebuilt from scratch).
     created = int(run.created_at.timestamp() * 1000) if run.created_at else 0
-    return f"runpage:tiles:v1:{run.pk}:{created}:{kind}"
+    return f"runpage:tiles:v2:{run.pk}:{created}:{kind}:{level}"
 
 
 @functools.cache
