@@ -44,13 +44,16 @@ def test_a_closed_tab_resumes_the_upload_and_the_page_follows_validation(
     page = browser_context.new_page()
     answered = []
 
-    def stall_after_three(route):
-        # Three chunks get through, then the connection hangs, and the tab is closed.
+    def drop_after_three(route):
+        # Three chunks get through, then the connection drops (the page retries), and the
+        # tab is closed.
         if len(answered) < 3:
             answered.append(route.request.url)
             route.continue_()
+        else:
+            route.abort("connectionreset")
 
-    page.route("**/chunk/**", stall_after_three)
+    page.route("**/chunk/**", drop_after_three)
     page.goto("/datasets/")
     page.set_input_files("#upload-form input[type=file]", str(demo_corpus))
     page.fill("#upload-form [name=name]", "docstrings")
@@ -63,6 +66,7 @@ def test_a_closed_tab_resumes_the_upload_and_the_page_follows_validation(
             break
         page.wait_for_timeout(100)
     assert dataset.received_bytes == 3 * CHUNK
+    expect(page.locator("#upload-info")).to_contain_text("retrying")
     page.close()
 
     page = browser_context.new_page()
