@@ -29,10 +29,14 @@ from trainer.inference import (
     load_model,
     run_cli,
 )
+from trainer.shards import TOKENIZER_FILES
 
 __all__ = ["export_checkpoint", "main"]
 
 EXPORT_VERSION = 1
+# Tokenizer files that do not change tokenization (so are not fingerprinted) but belong
+# with it.
+EXTRA_TOKENIZER_FILES = ("chat_template.jinja", "chat_template.json")
 
 
 def export_checkpoint(
@@ -83,7 +87,7 @@ def _write_export(loaded: Any, checkpoint: Path, tmp: Path) -> None:
     tmp.mkdir()
     # The generation config is the base model's (see trainer.inference), saved alongside.
     loaded.model.save_pretrained(str(tmp))
-    loaded.tokenizer.save_pretrained(str(tmp))
+    _write_tokenizer(loaded, tmp)
     if not any(tmp.glob("*.safetensors")):
         raise RuntimeError(f"save_pretrained wrote no safetensors files in {tmp}")
     _apply_umask(tmp)
@@ -100,6 +104,35 @@ def _write_export(loaded: Any, checkpoint: Path, tmp: Path) -> None:
         "time": time.time(),
     }
     (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+def _write_tokenizer(loaded: Any, tmp: Path) -> None:
+    """Copy the base model's tokenizer files byte for byte, else re-save the tokenizer.
+
+    A copy keeps ``tokenizer_fingerprint`` equal to the base model's, so a corpus
+    prepared for the base model is recognised as matching the export.
+    """
+    source = _local_model_dir(loaded.base_model)
+    copied = 0
+    if source is not None:
+        for name in (*TOKENIZER_FILES, *EXTRA_TOKENIZER_FILES):
+            if (source / name).is_file():
+                shutil.copyfile(source / name, tmp / name)
+                copied += 1
+    if not copied:
+        loaded.tokenizer.save_pretrained(str(tmp))
+
+
+def _local_model_dir(name_or_path: str) -> Path | None:
+    """A local folder, or a hub id's snapshot already in the cache (never downloads)."""
+    if Path(name_or_path).is_dir():
+        return Path(name_or_path)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name_or_path, local_files_only=True))
+    except Exception:  # not cached, or not a hub id at all
+        return None
 
 
 def _apply_umask(folder: Path) -> None:

@@ -15,6 +15,7 @@ from tests.trainer import train_helpers
 from tests.trainer.inference_fixtures import write_checkpoint
 from trainer.export import export_checkpoint
 from trainer.inference import InferenceError, load_model
+from trainer.shards import tokenizer_fingerprint
 
 IDS = torch.tensor([[5, 17, 42, 99, 3, 250, 7, 7, 300]])
 
@@ -50,6 +51,7 @@ def test_an_export_loads_with_transformers_and_gives_the_checkpoints_logits(
         AutoTokenizer.from_pretrained(str(out))(text).input_ids
         == AutoTokenizer.from_pretrained(str(tiny_model_dir))(text).input_ids
     )
+    assert tokenizer_fingerprint(out) == tokenizer_fingerprint(tiny_model_dir)
     info = json.loads((out / "export.json").read_text())
     assert (info["step"], info["base_model"]) == (5, str(tiny_model_dir))
     # Readable by other users of the run directory (safetensors writes 0600 files).
