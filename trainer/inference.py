@@ -151,6 +151,10 @@ def find_source(path: str | Path) -> SourceKind:
                 f"{p} is not a complete checkpoint: no .metadata (the save did not "
                 "finish or is still being written)"
             )
+        if (p / "checkpoints").is_dir():
+            committed = sorted(c.parent.name for c in (p / "checkpoints").glob("step-*/.metadata"))
+            hint = f"e.g. {p / 'checkpoints' / committed[-1]}" if committed else "it has none yet"
+            raise InferenceError(f"{p} is a run directory: pass one of its checkpoints ({hint})")
         raise InferenceError(
             f"{p} is neither a checkpoint (no .metadata) nor a Hugging Face model (no config.json)"
         )

@@ -127,6 +127,8 @@ def test_it_tells_paths_apart(checkpoint, tiny_model_dir, tmp_path):
         find_source(tmp_path / "file.txt")
     with pytest.raises(InferenceError, match="neither a checkpoint"):
         find_source(tmp_path / "empty")
+    with pytest.raises(InferenceError, match=rf"run directory.*e\.g\. .*{checkpoint.name}"):
+        find_source(checkpoint.parent.parent)
 
 
 def test_a_hub_id_not_in_the_local_cache_is_a_clear_error():
