@@ -4,34 +4,19 @@ resumes from the last stored chunk, the browser's sha256 accepted, the state upd
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
+from tests.webapp.browser import logged_in_browser
 from webapp.datasets.models import Dataset
 from worker.datasets import validate_dataset
 
-CHROMIUM = "/usr/bin/chromium"
 CHUNK = 16 * 1024
 
 
 @pytest.fixture
 def browser_context(live_server, alice, monkeypatch, settings):
-    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
-    # between browser steps are still plain synchronous code.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     settings.UPLOAD_CHUNK_BYTES = CHUNK
-    from django.test import Client
-
-    client = Client()
-    client.force_login(alice)
-    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        context = browser.new_context(base_url=live_server.url)
-        context.add_cookies(
-            [{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_server.url}]
-        )
-        yield context
-        browser.close()
+    yield from logged_in_browser(live_server, alice, monkeypatch, settings)
 
 
 @pytest.mark.slow
