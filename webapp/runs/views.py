@@ -8,7 +8,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from trainer.config import ConfigError, dump_config, parse_config
 from webapp.accounts.permissions import get_visible_or_404, visible_to
@@ -57,8 +57,10 @@ def new(request: HttpRequest) -> HttpResponse:
     return _render_form(request, form, status=400)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 def import_yaml(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return redirect("runs:new")  # the import form lives on the new-run page
     imported = ImportYamlForm(request.POST, request.FILES)
     if not imported.is_valid():
         context = {"form": RunForm(request.user), "import_form": imported, "warnings": []}
