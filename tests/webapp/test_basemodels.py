@@ -77,6 +77,9 @@ def test_the_demo_command_builds_and_registers_a_model_and_corpus(
     dataset = alice.dataset_set.get()
     assert dataset.state == "ready", dataset.error
     assert dataset.stats["documents"] == 50
+    # Again: the same registration is kept, nothing is rebuilt.
+    call_command("create_demo_model", owner="alice", out=str(tmp_path / "demo"))
+    assert BaseModel.objects.get(owner=alice) == model
 
 
 def test_a_model_used_by_a_run_cannot_be_removed(alice_client, alice, tiny_model_dir):

@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from trainer.demo import build_tiny_model, demo_texts, write_jsonl
+from webapp.basemodels.models import BaseModel
 from webapp.basemodels.registry import register_model
 from webapp.datasets.models import Dataset
 
@@ -33,9 +34,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts) -> None:
         owner = self._owner(opts["owner"])
-        out = Path(opts["out"] or Path(settings.MEDIA_ROOT) / "models" / opts["name"])
-        build_tiny_model(out)
-        model = register_model(owner, opts["name"], str(out.resolve()))
+        out = Path(opts["out"] or Path(settings.MEDIA_ROOT) / "models" / opts["name"]).resolve()
+        # Running it again keeps the model (and the runs that use it) instead of rebuilding.
+        model = BaseModel.objects.filter(owner=owner, path=str(out)).first()
+        if model is None:
+            build_tiny_model(out)
+            model = register_model(owner, opts["name"], str(out))
         self.stdout.write(
             f"model #{model.pk} {model.name}: {model.architecture}, {model.num_params} parameters, "
             f"at {model.path}"
