@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.distributed.tensor import DTensor
 
 from trainer import checkpoint as ckpt
 from trainer.config import TrainConfig, dump_config
@@ -33,7 +32,7 @@ from trainer.distributed import DistInfo, all_reduce_sum, init_distributed, tear
 from trainer.events import EventWriter
 from trainer.flops import flops_per_token, mfu, peak_flops
 from trainer.model_setup import check_tokenizer, load_model, parallelize
-from trainer.optim import build_optimizer, build_scheduler
+from trainer.optim import build_optimizer, build_scheduler, clip_grad_norm
 from trainer.sampler import MixtureSampler, ValidationWindows
 
 __all__ = ["EXIT_COMPLETED", "EXIT_FAILED", "EXIT_PREEMPTED", "run_training"]
@@ -70,21 +69,12 @@ def _memory_gb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
-def _clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> float:
-    """Global L2 norm over all ranks' shards; clip to ``max_norm`` when it is > 0."""
-    grads = [p.grad for p in params if p.grad is not None]
-    total = torch.nn.utils.get_total_norm(grads, norm_type=2.0, foreach=True)
-    if isinstance(total, DTensor):
-        total = total.full_tensor()  # the Partial norm reduced across ranks
-    if max_norm > 0:
-        torch.nn.utils.clip_grads_with_norm_(params, max_norm, total, foreach=True)
-    return float(total)
-
-
 class Trainer:
     """Holds the sharded model, optimizer, data and state of one run."""
 
-    def __init__(self, cfg: TrainConfig, run_dir: Path, info: DistInfo, events: EventWriter) -> None:
+    def __init__(
+        self, cfg: TrainConfig, run_dir: Path, info: DistInfo, events: EventWriter
+    ) -> None:
         from trainer.shards import PreparedCorpus
 
         self.cfg, self.run_dir, self.info, self.events = cfg, run_dir, info, events
@@ -142,7 +132,7 @@ class Trainer:
             part, _ = self.model(batch[:, :-1], batch[:, 1:])
             (part * scale).backward()
             loss_sum += part.detach().double()
-        grad_norm = _clip_grad_norm(self.params, self.cfg.optim.grad_clip)
+        grad_norm = clip_grad_norm(self.params, self.cfg.optim.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
@@ -246,10 +236,18 @@ class Trainer:
                     self.last_val_loss = val
                     self.events.eval(step, val, math.exp(min(val, 50.0)))
             preempt = stopping or (stop_after_steps is not None and step >= stop_after_steps)
-            if final or preempt or (cfg.checkpoint.interval and step % cfg.checkpoint.interval == 0):
+            if (
+                final
+                or preempt
+                or (cfg.checkpoint.interval and step % cfg.checkpoint.interval == 0)
+            ):
                 self.save()
             if preempt and not final:
-                why = f"signal {stop.signal}" if stopping else f"--stop-after-steps {stop_after_steps}"
+                why = (
+                    f"signal {stop.signal}"
+                    if stopping
+                    else f"--stop-after-steps {stop_after_steps}"
+                )
                 self.events.status("preempted", f"stopped at step {step} ({why})", step=step)
                 return EXIT_PREEMPTED
         self.events.status("completed", f"finished at step {self.state.step}", step=self.state.step)

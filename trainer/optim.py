@@ -11,11 +11,18 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor
 from torch.optim.lr_scheduler import LambdaLR
 
 from trainer.config import OptimConfig, ScheduleConfig
 
-__all__ = ["build_optimizer", "build_scheduler", "lr_factor", "param_groups"]
+__all__ = [
+    "build_optimizer",
+    "build_scheduler",
+    "clip_grad_norm",
+    "lr_factor",
+    "param_groups",
+]
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -80,3 +87,14 @@ def build_scheduler(
     """A LambdaLR stepping once per optimizer step with :func:`lr_factor`."""
     fn: Callable[[int], float] = lambda step: lr_factor(step, cfg, total_steps)  # noqa: E731
     return LambdaLR(optimizer, fn)
+
+
+def clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> float:
+    """Global L2 norm over all ranks' shards; clip to ``max_norm`` when it is > 0."""
+    grads = [p.grad for p in params if p.grad is not None]
+    total = torch.nn.utils.get_total_norm(grads, norm_type=2.0, foreach=True)
+    if isinstance(total, DTensor):
+        total = total.full_tensor()  # the Partial norm reduced across ranks
+    if max_norm > 0:
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, total, foreach=True)
+    return float(total)
