@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.trainer import train_helpers
 from tests.trainer.inference_fixtures import write_checkpoint
-from trainer.export import export_checkpoint
+from trainer.export import export_checkpoint, main
 from trainer.inference import InferenceError, load_model
 from trainer.shards import tokenizer_fingerprint
 
@@ -105,21 +105,18 @@ def test_a_failed_export_leaves_no_folder_that_looks_complete(checkpoint, tmp_pa
     assert [p.name for p in (tmp_path / "exp").iterdir()] == ["config.json"]
 
 
-def test_the_cli_rejects_a_folder_that_is_not_a_checkpoint_with_a_json_error(checkpoint, tmp_path):
+def test_the_cli_rejects_a_folder_that_is_not_a_checkpoint_with_a_json_error(tmp_path, capsys):
     half = tmp_path / "run" / "checkpoints" / "step-000010"
     half.mkdir(parents=True)
     (half / "__0_0.distcp").write_bytes(b"partial")
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "trainer.export", "--checkpoint", str(half), "--out",
-         str(tmp_path / "exp")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    status = main(["--checkpoint", str(half), "--out", str(tmp_path / "exp")])
 
-    assert proc.returncode == 2
-    error = json.loads(proc.stdout.strip().splitlines()[-1])["error"]
+    assert status == 2
+    out = capsys.readouterr()
+    error = json.loads(out.out.strip().splitlines()[-1])["error"]
     assert "no .metadata" in error
-    assert "no .metadata" in proc.stderr
+    assert "no .metadata" in out.err
     assert not (tmp_path / "exp").exists()
 
 
