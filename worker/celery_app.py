@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
@@ -36,7 +36,12 @@ app = Celery("cpt")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.update(
     task_default_queue="cpu",
-    task_queues=[Queue("gpu"), Queue("cpu")],
+    # Each queue with its own exchange and routing key: queues declared by name only
+    # share the default exchange and key, and a message for one lands in both.
+    task_queues=[
+        Queue("gpu", Exchange("gpu", type="direct"), routing_key="gpu"),
+        Queue("cpu", Exchange("cpu", type="direct"), routing_key="cpu"),
+    ],
     worker_prefetch_multiplier=1,
     worker_disable_prefetch=True,
     worker_direct=True,

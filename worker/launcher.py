@@ -28,6 +28,10 @@ CONFIG_FILE = "config.yaml"
 # `trap :` (not `trap ''`) so the wrapper outlives SIGTERM and records torchrun's
 # status, while its children still get the default disposition (an ignored signal
 # would be inherited across exec). `$?` is written atomically through a rename.
+# The repository root (holding trainer/): torchrun runs in the run directory, so the
+# trainer package must be found through PYTHONPATH rather than the working directory.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
 _WRAPPER = 'trap : TERM INT HUP; "$@"; rc=$?; echo $rc > "$EXIT_FILE.tmp"; mv "$EXIT_FILE.tmp" "$EXIT_FILE"'
 
 
@@ -66,6 +70,8 @@ def spawn(cmd: list[str], run_dir: Path, env: dict[str, str] | None = None) -> s
     child_env = dict(env if env is not None else os.environ)
     child_env["EXIT_FILE"] = str(run_dir / EXIT_CODE_FILE)
     child_env.setdefault("PYTHONUNBUFFERED", "1")
+    paths = [str(PROJECT_ROOT), *filter(None, child_env.get("PYTHONPATH", "").split(os.pathsep))]
+    child_env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     with (run_dir / LOG_FILE).open("ab") as log:
         return subprocess.Popen(
             ["/bin/sh", "-c", _WRAPPER, "sh", *cmd],

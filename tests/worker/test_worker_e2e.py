@@ -1,0 +1,148 @@
+"""End to end: real Celery workers on the real Redis launch a real torchrun (2 CPU ranks).
+
+One run is stopped and resumed; another loses its worker twice (re-attach, then lost and
+auto-resumed). Each test checks that the database ends with every metric exactly once.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.stack import process, wait_for
+from webapp.runs.models import Checkpoint, Run
+from worker import launcher
+from worker.celery_app import app
+from worker.control import queue_resume, queue_run, request_stop
+
+from .stack_helpers import (
+    kill_torchruns,
+    kill_worker,
+    metric_steps,
+    ready_dataset,
+    run_state,
+    tiny_config,
+    worker_args,
+    worker_env,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def _empty_queues():
+    """Messages left by an earlier test must not reach this test's workers."""
+    app.control.purge()
+    yield
+    kill_torchruns(*Run.objects.values_list("pk", flat=True))
+
+
+def _reached(run_id: int, step: int):
+    def check() -> bool:
+        run = run_state(run_id)
+        assert run.state in Run.ACTIVE_STATES, f"run ended early: {run.state}: {run.message}"
+        return run.step >= step
+
+    return check
+
+
+def _ended(run_id: int):
+    return lambda: run_state(run_id).state not in Run.ACTIVE_STATES
+
+
+def test_a_real_worker_answers_ping(tmp_path):
+    with process(worker_args("ping"), tmp_path / "worker.log", worker_env()):
+        replies = wait_for(lambda: app.control.ping(timeout=1.0), timeout=60, what="ping")
+    assert any("pong" in str(r) for r in replies), replies
+    assert app.send_task("worker.ping") is not None
+
+
+def test_a_run_is_stopped_with_a_checkpoint_and_resumed_to_completion(
+    tmp_path, alice, tiny_model_dir, demo_corpus
+):
+    dataset = ready_dataset(alice, demo_corpus)
+    run = Run.objects.create(
+        owner=alice, name="stop-resume", config=tiny_config(tiny_model_dir, dataset, steps=14)
+    )
+    log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
+    with (
+        process(worker_args("a"), log_a, worker_env()),
+        process(worker_args("b"), log_b, worker_env()),
+    ):
+        queue_run(run)
+        # A redelivered or duplicated message: the claim lets exactly one worker run it.
+        app.send_task("worker.run_training", args=[run.pk], queue="gpu")
+        wait_for(_reached(run.pk, 3), timeout=120, what="step 3")
+        first = run_state(run.pk)
+        assert first.state == Run.State.RUNNING and first.attempt == 1
+        assert launcher.is_alive(first.pid, first.run_dir)
+        assert request_stop(first)
+        wait_for(_ended(run.pk), timeout=90, what="the stop")
+        stopped = run_state(run.pk)
+        assert stopped.state == Run.State.STOPPED, stopped.message
+        saved = Checkpoint.objects.filter(run=run, step=stopped.step).first()
+        assert saved is not None, "the stop saved no checkpoint at its step"
+        assert (run.run_dir / saved.path / ".metadata").is_file()
+        assert not launcher.is_alive(stopped.pid, stopped.run_dir)
+        assert metric_steps(run.pk) == list(range(1, stopped.step + 1))
+
+        queue_resume(stopped, saved.path, total_steps=16)
+        wait_for(_ended(run.pk), timeout=150, what="the resumed run")
+    done = run_state(run.pk)
+    assert done.state == Run.State.COMPLETED, done.message
+    assert (done.attempt, done.step, done.total_steps) == (2, 16, 16)
+    assert done.exit_code == 0
+    # The chart continues: every step once, the ones after the stop from attempt 2.
+    assert metric_steps(run.pk) == list(range(1, 17))
+    attempts = dict(run.metrics.filter(kind="metric").values_list("step", "attempt"))
+    assert attempts[saved.step] == 1 and attempts[saved.step + 1] == 2
+    assert run.metrics.filter(kind="eval", step=16).exists()
+    skipped = (log_a.read_text() + log_b.read_text()).count("is not queued any more")
+    assert skipped >= 1
+    launches = (log_a.read_text() + log_b.read_text()).count(": launched pid")
+    assert launches == 2  # the first attempt and the resume: never a second torchrun
+
+
+def test_a_killed_worker_reattaches_and_a_lost_run_auto_resumes(
+    tmp_path, alice, tiny_model_dir, demo_corpus
+):
+    dataset = ready_dataset(alice, demo_corpus)
+    config = tiny_config(tiny_model_dir, dataset, steps=16, auto_resume=True, max_restarts=2)
+    run = Run.objects.create(owner=alice, name="lost", config=config)
+    env = worker_env()
+    with process(worker_args("a"), tmp_path / "a1.log", env) as worker:
+        queue_run(run)
+        wait_for(_reached(run.pk, 2), timeout=120, what="step 2")
+        kill_worker(worker)
+    first = run_state(run.pk)
+    assert launcher.is_alive(first.pid, first.run_dir), "torchrun must outlive its worker"
+
+    # The same worker comes back: it follows the surviving torchrun, it starts no other.
+    log = tmp_path / "a2.log"
+    with process(worker_args("a"), log, env) as worker:
+        wait_for(lambda: "re-attached to pid" in log.read_text(), timeout=60, what="re-attach")
+        wait_for(
+            lambda: Checkpoint.objects.filter(run=run).exists() and _reached(run.pk, 6)(),
+            timeout=120,
+            what="a checkpoint after the re-attach",
+        )
+        again = run_state(run.pk)
+        assert (again.pid, again.attempt, again.state) == (first.pid, 1, Run.State.RUNNING)
+        assert ": launched pid" not in log.read_text()
+        # Now the whole host goes: worker and torchrun.
+        kill_worker(worker)
+        launcher.kill_tree(first.pid)
+    wait_for(lambda: not launcher.is_alive(first.pid, first.run_dir), timeout=30, what="kill")
+    before = run_state(run.pk)
+
+    # Another worker with beat finds the stale heartbeat: lost, then auto-resumed.
+    with process(worker_args("b", tmp_path / "beat"), tmp_path / "b.log", env):
+        wait_for(lambda: run_state(run.pk).restarts == 1, timeout=60, what="lost + auto-resume")
+        wait_for(_ended(run.pk), timeout=150, what="the resumed run")
+    done = run_state(run.pk)
+    assert done.state == Run.State.COMPLETED, done.message
+    assert (done.attempt, done.restarts) == (2, 1)
+    assert metric_steps(run.pk) == list(range(1, 17))
+    resumed_at = int(re.search(r"step-(\d+)", done.resume_from).group(1))
+    assert 4 <= resumed_at <= before.step
