@@ -89,7 +89,8 @@ def evaluate_model(
             file=sys.stderr,
         )
 
-    loss_sum = 0.0
+    # Summed on the device in fp64: no host sync per row, no drift over many batches.
+    loss_sum = torch.zeros((), dtype=torch.float64, device=loaded.device)
     n_tokens = 0
     n_batches = 0
     with torch.inference_mode():
@@ -101,13 +102,16 @@ def evaluate_model(
             idx = torch.arange(rows, device=loaded.device)[:, None] * seq_len
             chunk = data[idx + torch.arange(seq_len + 1, device=loaded.device)]
             logits = loaded.model(input_ids=chunk[:, :-1]).logits
-            loss_sum += torch.nn.functional.cross_entropy(
-                logits.float().flatten(0, 1), chunk[:, 1:].flatten(), reduction="sum"
-            ).item()
+            # Upcast one row at a time: a 128k vocabulary makes fp32 logits of a whole
+            # batch (rows x seq_len x vocab x 4 bytes) several GB.
+            for row in range(rows):
+                loss_sum += torch.nn.functional.cross_entropy(
+                    logits[row].float(), chunk[row, 1:], reduction="sum"
+                )
             n_tokens += rows * seq_len
             n_batches += 1
 
-    val_loss = loss_sum / n_tokens
+    val_loss = loss_sum.item() / n_tokens
     return {
         "val_loss": val_loss,
         # exp overflows past ~709; a diverged model should still give a JSON number.
