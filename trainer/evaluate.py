@@ -60,8 +60,9 @@ def evaluate_model(
     try:
         prepared = PreparedCorpus(corpus)
         val = prepared.split("val")
-    except (CorpusFormatError, OSError) as exc:
-        raise InferenceError(f"corpus: {exc}") from None
+    except (CorpusFormatError, OSError, KeyError, TypeError, ValueError) as exc:
+        # A hand-edited or truncated manifest can fail in any of these ways.
+        raise InferenceError(f"corpus: {exc!s}") from None
 
     loaded = (
         model if isinstance(model, LoadedModel) else load_model(model, device=device, dtype=dtype)
