@@ -40,6 +40,10 @@ RUNS_ROOT = Path(env.str("RUNS_ROOT", default=str(VAR_DIR / "runs")))
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 PREPARED_ROOT = Path(env.str("PREPARED_ROOT", default=str(VAR_DIR / "prepared")))
 MEDIA_URL = "/media/"
+# Server folders under which users may register local base models (comma-separated).
+# Empty = any absolute directory (fine on a laptop); set it on a shared server so a
+# user cannot probe the file system through the model form.
+BASE_MODEL_ROOTS = env.list("BASE_MODEL_ROOTS", default=[])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
