@@ -132,7 +132,8 @@ class PrepareOptions:
     shard_tokens: int = DEFAULT_SHARD_TOKENS
     """(output) Tokens per shard file at most."""
     workers: int | None = None
-    """Tokenizing processes; None = one per core. 1 = in-process (Rust threads only)."""
+    """None or 1: one process, the Rust tokenizer's threads on every core (measured the
+    faster on a 2-core machine: bench/prepare_throughput.py); N > 1: a pool of N processes."""
     chunk_bytes: int = 2 << 20
     """Bytes of input handed to a worker at a time."""
     report_limit: int = 20
@@ -235,7 +236,7 @@ def _results(
         "sample_count": sample_count,
         "near_dedup_perm": options.near_dedup_perm if options.near_dedup else 0,
     }
-    workers = options.workers or _default_workers()
+    workers = options.workers or 1
     if workers == 1:
         init_worker(spec, threads=_default_workers())
         for chunk in _chunks(files, options):
@@ -443,7 +444,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--near-dedup", action="store_true")
     p.add_argument("--near-dedup-threshold", type=float, default=defaults.near_dedup_threshold)
     p.add_argument("--shard-tokens", type=int, default=defaults.shard_tokens)
-    p.add_argument("--workers", type=int, default=None, help="default: one per core")
+    p.add_argument(
+        "--workers", type=int, default=None, help="processes; default 1 (Rust threads on all cores)"
+    )
     p.add_argument("--report-limit", type=int, default=defaults.report_limit)
     p.add_argument("--validate-only", action="store_true", help="report only; no tokenizer")
     return p

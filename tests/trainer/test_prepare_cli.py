@@ -24,7 +24,7 @@ def test_the_cli_prints_progress_lines_then_a_result(tmp_path, tokenizer_dir):  
     argv = ["--input", str(src), "--tokenizer", str(tokenizer_dir), "--out", str(tmp_path / "o")]
     # A real subprocess, as the worker runs it.
     proc = subprocess.run(
-        [sys.executable, "-m", "trainer.prepare", *argv, "--workers", "2"],
+        [sys.executable, "-m", "trainer.prepare", *argv],
         cwd=ROOT,
         capture_output=True,
         text=True,
