@@ -102,7 +102,9 @@ class CausalLMLoss(nn.Module):
         return loss_sum, (labels != IGNORE_INDEX).sum()
 
 
-def parallelize(lm: nn.Module, cfg: ModelConfig, device: torch.device, world_size: int) -> CausalLMLoss:
+def parallelize(
+    lm: nn.Module, cfg: ModelConfig, device: torch.device, world_size: int
+) -> CausalLMLoss:
     """Shard ``lm`` with FSDP2 (per decoder layer, then the root) and return the loss root.
 
     The parameters stay fp32 master weights; with bf16 they are gathered and used in
@@ -116,6 +118,14 @@ def parallelize(lm: nn.Module, cfg: ModelConfig, device: torch.device, world_siz
         else MixedPrecisionPolicy()
     )
     layers = decoder_layers(lm)
+    if cfg.compile:
+        # Every layer shares one forward code object, and Hugging Face layers differ in
+        # guarded attributes (layer_idx): without room for one graph per layer, Dynamo
+        # stops recompiling after 8 and the remaining layers silently run eagerly.
+        import torch._dynamo as dynamo
+
+        limit = 2 * len(layers) + 8
+        dynamo.config.recompile_limit = max(dynamo.config.recompile_limit, limit)
     for i, layer in enumerate(layers):
         block: nn.Module = layer
         if cfg.activation_checkpointing:
@@ -123,9 +133,7 @@ def parallelize(lm: nn.Module, cfg: ModelConfig, device: torch.device, world_siz
         if cfg.compile:
             block.compile()
         # The last layer's parameters are needed again right away in backward.
-        fully_shard(
-            block, mesh=mesh, mp_policy=mp, reshard_after_forward=i < len(layers) - 1
-        )
+        fully_shard(block, mesh=mesh, mp_policy=mp, reshard_after_forward=i < len(layers) - 1)
         layers[i] = block
     root = CausalLMLoss(lm)
     fully_shard(root, mesh=mesh, mp_policy=mp)

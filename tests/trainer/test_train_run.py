@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -221,3 +222,21 @@ def test_the_checkpoint_loads_per_contract_and_its_export_gives_the_same_logits(
         )
         base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)).eval()
         assert not torch.allclose(base(input_ids=ids).logits, model(input_ids=ids).logits)
+
+
+def test_a_corpus_from_another_tokenizer_fails_the_run_with_a_status(
+    tiny_model_dir, corpora, tmp_path
+):
+    foreign = tmp_path / "foreign"
+    shutil.copytree(corpora[0][0], foreign)
+    manifest = json.loads((foreign / "manifest.json").read_text())
+    manifest["tokenizer"]["fingerprint"] = "0" * 64
+    (foreign / "manifest.json").write_text(json.dumps(manifest))
+    one_rank = run_config(tiny_model_dir, [(foreign, 1.0)], **{"parallel.nproc_per_node": 1})
+    run_dir = tmp_path / "run"
+    proc = run_train(1, write_config(tmp_path / "run.yaml", one_rank), run_dir)
+    assert proc.returncode == 1
+    status = [e for e in read_events(run_dir) if e["kind"] == "status"]
+    assert [s["data"]["state"] for s in status] == ["failed"]
+    assert "data.corpora.0.path" in status[0]["data"]["message"]
+    assert "prepare it again" in status[0]["data"]["message"]
