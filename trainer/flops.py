@@ -59,7 +59,9 @@ def flops_per_token(model: nn.Module, seq_len: int) -> float:
     return 6.0 * dense + 12.0 * layers * heads * head_dim * seq_len
 
 
-def mfu(tokens_per_s: float, per_token: float, peak: float | None, world_size: int = 1) -> float | None:
+def mfu(
+    tokens_per_s: float, per_token: float, peak: float | None, world_size: int = 1
+) -> float | None:
     """Achieved / peak FLOPs; ``tokens_per_s`` is the whole job's rate over ``world_size`` devices."""
     if not peak:
         return None

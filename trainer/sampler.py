@@ -110,9 +110,7 @@ class MixtureSampler:
         mb = self.micro_batch_size
         for m in range(self.grad_accum_steps):
             part = mine[m * mb : (m + 1) * mb]
-            rows = [
-                _read_windows(self.arrays[c], [start], self.seq_len)[0] for c, start in part
-            ]
+            rows = [_read_windows(self.arrays[c], [start], self.seq_len)[0] for c, start in part]
             batches.append(torch.stack(rows))
         return batches
 
