@@ -24,6 +24,7 @@ from webapp.runs.serializers import broadcast, checkpoint_dict, sample_dict
 
 log = logging.getLogger(__name__)
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXPORT_TIMEOUT_S = 6 * 3600
 GENERATE_TIMEOUT_S = 15 * 60
 ERROR_TAIL_CHARS = 4000
@@ -132,8 +133,13 @@ GENERATE_FLAGS = {
 
 def _run_cli(args: list[str], timeout: float) -> str:
     """Run ``python -m <args>``; return stdout, or raise with the end of stderr."""
+    # From the project root, so ``-m trainer...`` resolves wherever the worker was started.
     proc = subprocess.run(
-        [sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=PROJECT_ROOT,
     )
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout)[-ERROR_TAIL_CHARS:]

@@ -1,0 +1,53 @@
+"""The worker side of checkpoint actions: the real trainer CLIs export and generate."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.trainer.inference_fixtures import write_checkpoint
+from tests.webapp.runpage_helpers import make_run
+from webapp.runs.models import Checkpoint, Run, Sample
+from worker.checkpoints import export_checkpoint, generate_sample
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+
+def test_export_and_sample_run_the_trainer_clis_and_record_the_outcome(alice, tiny_model_dir):
+    run = make_run(alice, state=Run.State.COMPLETED)
+    write_checkpoint(run.run_dir, tiny_model_dir, step=5)
+    ckpt = Checkpoint.objects.create(
+        run=run, step=5, path="checkpoints/step-000005", export_state="queued"
+    )
+
+    assert export_checkpoint(ckpt.pk) is True
+    ckpt.refresh_from_db()
+    assert (ckpt.export_state, ckpt.export_error) == ("done", "")
+    assert ckpt.export_path == "export/step-000005"
+    assert (run.run_dir / "export/step-000005/config.json").is_file()
+    assert export_checkpoint(ckpt.pk) is False  # no longer queued: a redelivery does nothing
+
+    sample = Sample.objects.create(
+        run=run,
+        checkpoint=ckpt,
+        prompt="The json module",
+        params={"max_new_tokens": 8, "temperature": 0.0, "seed": 1},
+    )
+    assert generate_sample(sample.pk) is True
+    sample.refresh_from_db()
+    assert (sample.state, sample.error) == ("done", "")
+    assert isinstance(sample.output, str)
+    assert generate_sample(sample.pk) is False  # done: a redelivery does nothing
+
+
+def test_a_broken_checkpoint_fails_the_export_with_the_trainers_message(alice):
+    run = make_run(alice, state=Run.State.COMPLETED)
+    folder = run.run_dir / "checkpoints/step-000007"
+    folder.mkdir(parents=True)
+    (folder / "meta.json").write_text("{}")  # no .metadata: never committed
+    ckpt = Checkpoint.objects.create(
+        run=run, step=7, path="checkpoints/step-000007", export_state="queued"
+    )
+    export_checkpoint(ckpt.pk)
+    ckpt.refresh_from_db()
+    assert ckpt.export_state == "failed"
+    assert "no .metadata" in ckpt.export_error
