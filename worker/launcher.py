@@ -141,6 +141,11 @@ def signal_group(pid: int, sig: int) -> bool:
 
 def kill_tree(pid: int) -> None:
     """SIGKILL the wrapper's group and the group of every descendant (the ranks' sessions)."""
+    signal_tree(pid, signal.SIGKILL)
+
+
+def signal_tree(pid: int, sig: int) -> None:
+    """Send ``sig`` to the wrapper's group and to the group of every descendant."""
     groups = {pid}
     for child in descendants(pid):
         try:
@@ -148,7 +153,7 @@ def kill_tree(pid: int) -> None:
         except ProcessLookupError:
             continue
     for group in groups:
-        signal_group(group, signal.SIGKILL)
+        signal_group(group, sig)
 
 
 def read_exit_code(run_dir: Path) -> int | None:

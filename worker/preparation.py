@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 
 from trainer.config import DATASET_PLACEHOLDER
+from trainer.prepare import CorpusRejected, EmptyCorpusError, prepare_corpus
 from webapp.datasets.models import Dataset
 from webapp.runs.models import Run
 from worker.push import push_progress
@@ -85,8 +86,6 @@ def resolve_corpora(run: Run) -> dict[str, Any]:
     a prepared corpus under PREPARED_ROOT: a path typed in a browser never reaches
     the trainer unchecked. Raises :class:`PreparationError` naming the field.
     """
-    from trainer.prepare import CorpusRejected, EmptyCorpusError, prepare_corpus
-
     config = copy.deepcopy(run.config)
     corpora = (config.get("data") or {}).get("corpora") or []
     tokenizer = (config.get("model") or {}).get("path") or ""

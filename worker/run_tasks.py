@@ -13,6 +13,14 @@ from datetime import datetime
 
 from worker.celery_app import app
 
+# Imported here, in the worker's main process, so the pool processes forked from it start
+# with torch, tokenizers and the trainer already loaded: a first task does not spend
+# many seconds importing them (the web app never imports this module).
+import torch  # noqa: E402, F401  isort: skip
+from transformers import AutoTokenizer  # noqa: E402, F401  isort: skip
+
+import worker.runner  # noqa: E402, F401  isort: skip
+
 log = logging.getLogger(__name__)
 
 

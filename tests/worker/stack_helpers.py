@@ -8,11 +8,10 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from tests.stack import celery_worker_args, service_env
 from webapp.datasets.models import Dataset
 from webapp.runs.models import Metric, Run
 from worker import launcher
-
-from tests.stack import celery_worker_args, service_env
 
 # Small limits so stop, loss and the sweep happen within seconds.
 WORKER_ENV = {

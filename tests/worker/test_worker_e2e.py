@@ -7,6 +7,7 @@ auto-resumed). Each test checks that the database ends with every metric exactly
 from __future__ import annotations
 
 import re
+import signal
 
 import pytest
 
@@ -108,7 +109,7 @@ def test_a_killed_worker_reattaches_and_a_lost_run_auto_resumes(
     tmp_path, alice, tiny_model_dir, demo_corpus
 ):
     dataset = ready_dataset(alice, demo_corpus)
-    config = tiny_config(tiny_model_dir, dataset, steps=16, auto_resume=True, max_restarts=2)
+    config = tiny_config(tiny_model_dir, dataset, steps=24, auto_resume=True, max_restarts=2)
     run = Run.objects.create(owner=alice, name="lost", config=config)
     env = worker_env()
     with process(worker_args("a"), tmp_path / "a1.log", env) as worker:
@@ -117,11 +118,15 @@ def test_a_killed_worker_reattaches_and_a_lost_run_auto_resumes(
         kill_worker(worker)
     first = run_state(run.pk)
     assert launcher.is_alive(first.pid, first.run_dir), "torchrun must outlive its worker"
+    # The tiny run would finish before a worker restarts on this machine: hold it still
+    # (SIGSTOP) until the new worker is up, so the worker re-attaches to a live torchrun.
+    launcher.signal_tree(first.pid, signal.SIGSTOP)
 
     # The same worker comes back: it follows the surviving torchrun, it starts no other.
     log = tmp_path / "a2.log"
     with process(worker_args("a"), log, env) as worker:
-        wait_for(lambda: "re-attached to pid" in log.read_text(), timeout=60, what="re-attach")
+        wait_for(lambda: "re-attached to pid" in log.read_text(), timeout=90, what="re-attach")
+        launcher.signal_tree(first.pid, signal.SIGCONT)
         wait_for(
             lambda: Checkpoint.objects.filter(run=run).exists() and _reached(run.pk, 6)(),
             timeout=120,
@@ -129,7 +134,9 @@ def test_a_killed_worker_reattaches_and_a_lost_run_auto_resumes(
         )
         again = run_state(run.pk)
         assert (again.pid, again.attempt, again.state) == (first.pid, 1, Run.State.RUNNING)
+        assert again.heartbeat_at > first.heartbeat_at
         assert ": launched pid" not in log.read_text()
+        launcher.signal_tree(first.pid, signal.SIGSTOP)
         # Now the whole host goes: worker and torchrun.
         kill_worker(worker)
         launcher.kill_tree(first.pid)
@@ -143,6 +150,6 @@ def test_a_killed_worker_reattaches_and_a_lost_run_auto_resumes(
     done = run_state(run.pk)
     assert done.state == Run.State.COMPLETED, done.message
     assert (done.attempt, done.restarts) == (2, 1)
-    assert metric_steps(run.pk) == list(range(1, 17))
+    assert metric_steps(run.pk) == list(range(1, 25))
     resumed_at = int(re.search(r"step-(\d+)", done.resume_from).group(1))
     assert 4 <= resumed_at <= before.step
