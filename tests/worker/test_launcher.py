@@ -1,0 +1,84 @@
+"""The launcher: the torchrun command, its own session, exit status, pid checks, kills."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+from worker import launcher
+
+
+def test_the_command_runs_torchrun_standalone_from_this_python(tmp_path):
+    cmd = launcher.build_command(tmp_path, nproc_per_node=2, resume="/r/ckpt", shutdown_timeout=7)
+    assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert "--standalone" in cmd
+    assert cmd[cmd.index("--nproc-per-node") + 1] == "2"
+    assert cmd[cmd.index("--shutdown-timeout") + 1] == "7"
+    assert cmd[cmd.index("-m", 3) + 1] == "trainer.train"
+    assert cmd[cmd.index("--config") + 1] == str(tmp_path / "config.yaml")
+    assert cmd[cmd.index("--run-dir") + 1] == str(tmp_path)
+    assert cmd[-2:] == ["--resume", "/r/ckpt"]
+
+
+def test_a_spawned_command_logs_to_train_log_and_records_its_exit_status(tmp_path):
+    proc = launcher.spawn(
+        [
+            sys.executable,
+            "-c",
+            "import sys; print('hello from rank 0'); sys.exit(3)",
+            str(tmp_path),
+        ],
+        tmp_path,
+    )
+    assert proc.wait(timeout=30) == 0  # the wrapper itself exits cleanly...
+    assert launcher.read_exit_code(tmp_path) == 3  # ...and records the command's status
+    assert launcher.log_tail(tmp_path) == ["hello from rank 0"]
+    assert not launcher.is_alive(proc.pid, tmp_path)
+
+
+def test_the_process_runs_in_its_own_session_and_survives_sigterm_to_record_status(tmp_path):
+    script = "import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *a: sys.exit(75))\ntime.sleep(30)"
+    proc = launcher.spawn([sys.executable, "-c", script, str(tmp_path)], tmp_path)
+    try:
+        time.sleep(1.0)
+        assert launcher.is_alive(proc.pid, tmp_path)
+        assert subprocess.os.getsid(proc.pid) == proc.pid
+        assert launcher.signal_group(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        assert launcher.read_exit_code(tmp_path) == 75
+    finally:
+        launcher.kill_tree(proc.pid)
+
+
+def test_a_pid_running_something_else_is_not_taken_for_the_run(tmp_path):
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        assert not launcher.is_alive(other.pid, tmp_path)
+        assert not launcher.is_alive(None, tmp_path)
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_kill_tree_reaches_children_in_other_sessions(tmp_path):
+    # Like torchrun's ranks: a child started in a session of its own.
+    script = (
+        "import subprocess, sys, time\n"
+        "c = subprocess.Popen(['sleep', '60'], start_new_session=True)\n"
+        "print(c.pid, flush=True)\n"
+        "time.sleep(60)"
+    )
+    proc = launcher.spawn([sys.executable, "-c", script, str(tmp_path)], tmp_path)
+    deadline = time.monotonic() + 30
+    while not launcher.log_tail(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    child = int(launcher.log_tail(tmp_path)[0])
+    assert child in launcher.descendants(proc.pid)
+    launcher.kill_tree(proc.pid)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while launcher._proc_stat(child) not in (None,) and launcher._proc_stat(child)[0] != "Z":
+        assert time.monotonic() < deadline, "the child in its own session survived"
+        time.sleep(0.1)
