@@ -139,8 +139,8 @@ def profile_stages(corpus: Path, tok_dir: Path, limit_bytes: int) -> dict:
     import numpy as np
 
     t = time.perf_counter()
-    n = sum(len(e) for e in encs)
-    flat = np.fromiter((x for e in encs for x in e), dtype=np.uint16, count=n)
+    flat = np.concatenate([np.array(e, dtype=np.uint16) for e in encs])
+    n = len(flat)
     out["to_numpy_s"] = time.perf_counter() - t
     with tempfile.TemporaryFile() as f:
         t = time.perf_counter()

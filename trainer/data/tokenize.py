@@ -134,18 +134,20 @@ def _encode(
     texts: list[str], spec: TokenizerSpec, dtype: np.dtype
 ) -> tuple[np.ndarray, np.ndarray]:
     tok = _worker_state["tokenizer"]
-    pieces: list[list[int]] = []
-    head = [spec.bos_token_id] if spec.add_bos else []
-    tail = [spec.eos_token_id]
+    head = np.array([spec.bos_token_id] if spec.add_bos else [], dtype=dtype)
+    tail = np.array([spec.eos_token_id], dtype=dtype)
+    parts: list[np.ndarray] = []
+    lengths: list[int] = []
     for start in range(0, len(texts), ENCODE_BATCH):
-        for enc in tok.encode_batch_fast(
-            texts[start : start + ENCODE_BATCH], add_special_tokens=False
-        ):
-            pieces.append(head + enc.ids + tail)
-    lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
-    offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
+        batch = tok.encode_batch_fast(texts[start : start + ENCODE_BATCH], add_special_tokens=False)
+        for enc in batch:
+            # np.array over the id list is a C loop; flattening in Python was ~5x slower.
+            ids = np.array(enc.ids, dtype=dtype)
+            parts += (head, ids, tail)
+            lengths.append(len(head) + len(ids) + 1)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    flat = np.fromiter((t for p in pieces for t in p), dtype=dtype, count=int(offsets[-1]))
+    flat = np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
     return flat, offsets
 
 
