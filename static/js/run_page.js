@@ -34,6 +34,7 @@
     socket: null,
     retries: 0,
     plotted: false,
+    empty: {}, // chart key -> showing the "no data" note
   };
   // Every update runs in order on one chain, so a history reload never interleaves
   // with live points.
@@ -94,16 +95,23 @@
     state.ema = state.ema === null ? value : state.smoothing * state.ema + (1 - state.smoothing) * value;
     return state.ema;
   }
-  function layout(title) {
+  function layout(chart, traces) {
+    const empty = !traces.some((t) => t.y.some((v) => v !== null && v !== undefined));
     return {
-      title: { text: title, font: { size: 14 } },
+      title: { text: chart.title, font: { size: 14 } },
       margin: { l: 55, r: 15, t: 35, b: 40 },
       height: 260,
       hovermode: "x unified",
-      showlegend: title === "Loss",
-      legend: { orientation: "h", y: -0.25 },
+      showlegend: chart.key === "loss",
+      legend: { orientation: "h", x: 1, xanchor: "right", y: 1.0, yanchor: "bottom" },
       xaxis: { title: { text: state.xField === "step" ? "step" : "tokens seen" } },
       yaxis: { type: state.logScale ? "log" : "linear", exponentformat: "e" },
+      // MFU is not measured on CPU, and a new run has no points yet: say so.
+      annotations: empty
+        ? [{ text: chart.key === "mfu" ? "no data (not measured on CPU)" : "no data yet",
+             showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5,
+             font: { color: "#5b6670" } }]
+        : [],
     };
   }
   function tracesFor(chart) {
@@ -125,9 +133,11 @@
   }
   function redrawAll() {
     for (const chart of CHARTS) {
-      Plotly.react(`chart-${chart.key}`, tracesFor(chart), layout(chart.title), {
+      const traces = tracesFor(chart);
+      Plotly.react(`chart-${chart.key}`, traces, layout(chart, traces), {
         responsive: true, displaylogo: false,
       });
+      state.empty[chart.key] = !state.metrics.length;
     }
     state.plotted = true;
   }
@@ -135,6 +145,10 @@
     // One extendTraces call per chart for the whole batch: no redraw per point.
     for (const chart of CHARTS) {
       const id = `chart-${chart.key}`;
+      if (state.empty[chart.key] && newMetrics.some((p) => p[chart.fields[0]] != null)) {
+        Plotly.relayout(id, { annotations: [] }); // the first values: drop "no data yet"
+        state.empty[chart.key] = false;
+      }
       if (chart.key === "loss") {
         const x = newMetrics.map(xOf);
         const update = { x: [x, x], y: [newMetrics.map((p) => p.loss), newMetrics.map((p) => smooth(p.loss))] };

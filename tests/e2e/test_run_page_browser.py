@@ -112,3 +112,10 @@ def test_the_chart_grows_live_and_resume_continues_the_curve(
     steps = page.evaluate(LOSS_X)
     assert steps == list(range(1, TOTAL_STEPS + 1))  # one curve: no gap, no step twice
     shots(page, "run-page")
+
+    # Compare overlays this run's loss curve (from the same history endpoint).
+    page.goto(f"/runs/compare/?ids={run.pk}")
+    page.wait_for_function(
+        "() => { const d = document.getElementById('chart-compare').data;"
+        f" return d && d.length >= 1 && d[0].x.length === {TOTAL_STEPS}; }}"
+    )
