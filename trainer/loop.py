@@ -31,7 +31,7 @@ from trainer.config import TrainConfig, dump_config
 from trainer.distributed import DistInfo, all_reduce_sum, init_distributed, teardown
 from trainer.events import EventWriter
 from trainer.flops import flops_per_token, mfu, peak_flops
-from trainer.model_setup import check_tokenizer, load_model, parallelize
+from trainer.model_setup import broadcast_weights, check_tokenizer, load_model, parallelize
 from trainer.optim import build_optimizer, build_scheduler, clip_grad_norm
 from trainer.sampler import MixtureSampler, ValidationWindows
 
@@ -83,11 +83,16 @@ class Trainer:
             # Cheap on CPU and what makes resumed losses bit-for-bit equal.
             torch.use_deterministic_algorithms(True, warn_only=True)
         corpora = [PreparedCorpus(c.path) for c in cfg.data.corpora]
-        lm = load_model(cfg.model.path)
+        # One full copy per job in host memory: rank 0 loads, the others wait for shards.
+        lm = load_model(cfg.model.path, on_meta=not info.is_main)
+        full_state = dict(lm.state_dict()) if info.is_main and info.world_size > 1 else None
         check_tokenizer(cfg.model.path, corpora, lm.get_input_embeddings().weight.shape[0])
         self.flops_per_token = flops_per_token(lm, cfg.data.seq_len)
         self.peak = peak_flops(info.device)
         self.model = parallelize(lm, cfg.model, info.device, info.world_size)
+        if info.world_size > 1:
+            broadcast_weights(lm, full_state, info.device)
+            del full_state
         self.lm = lm
         self.params = [p for p in lm.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(lm, cfg.optim, info.device)

@@ -28,6 +28,7 @@ __all__ = [
     "check_tokenizer",
     "compute_dtype",
     "decoder_layers",
+    "broadcast_weights",
     "load_model",
     "parallelize",
 ]
@@ -40,15 +41,50 @@ def compute_dtype(precision: str, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def load_model(path: str) -> nn.Module:
-    """The pretrained causal LM in fp32 (master weights) on the CPU, from disk only."""
-    from transformers import AutoModelForCausalLM
+def load_model(path: str, *, on_meta: bool = False) -> nn.Module:
+    """The pretrained causal LM in fp32 (master weights) on the CPU, from disk only.
 
-    model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=torch.float32, attn_implementation="sdpa", local_files_only=True
-    )
+    ``on_meta`` builds the same architecture without weights (no memory): ranks
+    other than 0 do that, and :func:`broadcast_weights` fills them in after sharding,
+    so a node holds one full copy of the model in host memory, not one per rank.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if on_meta:
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(
+                config, dtype=torch.float32, attn_implementation="sdpa"
+            )
+    else:
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=torch.float32, attn_implementation="sdpa", local_files_only=True
+        )
     model.config.use_cache = False
     return model
+
+
+def broadcast_weights(
+    lm: nn.Module, full_state: dict[str, torch.Tensor] | None, device: torch.device
+) -> None:
+    """After sharding, give every rank its shards of rank 0's weights (all ranks call it).
+
+    ``full_state`` is rank 0's unsharded state dict (None elsewhere, where ``lm``
+    is on the meta device). Buffers that are not in a state dict (rotary
+    frequencies) are broadcast too.
+    """
+    import torch.distributed as dist
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    if dist.get_rank() != 0:
+        lm.to_empty(device=device)
+    set_model_state_dict(
+        lm,
+        full_state or {},
+        options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True),
+    )
+    for buffer in lm.buffers():
+        dist.broadcast(buffer, src=0)
 
 
 def check_tokenizer(model_path: str, corpora: Sequence[Any], vocab_rows: int) -> None:
