@@ -9,7 +9,8 @@ the interpreter running pytest (the same venv), and beat keeps its schedule file
 temporary folder instead of the repo's var/. Real Redis (the test's ``REDIS_URL`` database,
 flushed first) and real PostgreSQL; Debian's chromium through Playwright.
 
-Screenshots and service logs go to ``test-artifacts/e2e/``.
+Screenshots go to ``test-artifacts/e2e/<test>/``; the service logs stay in the session's
+temporary folder and their tails are attached to the report of a failing test.
 """
 
 from __future__ import annotations
@@ -52,9 +53,9 @@ class Stack:
     def log_tail(self, lines: int = 40) -> str:
         """The last lines of each service log, for failure messages."""
         parts = []
-        for log in sorted(self.logs.glob("*.log")):
+        for log in [*sorted(self.logs.glob("*.log")), *self.roots["runs"].glob("*/train.log")]:
             tail = log.read_text(errors="replace").splitlines()[-lines:]
-            parts.append(f"--- {log.name}\n" + "\n".join(tail))
+            parts.append(f"--- {log}\n" + "\n".join(tail))
         return "\n".join(parts)
 
 
@@ -66,6 +67,19 @@ def _procfile_argv(name: str, env: dict[str, str], tmp: Path) -> list[str]:
     if "--schedule" in argv:
         argv[argv.index("--schedule") + 1] = str(tmp / "celerybeat-schedule")
     return argv
+
+
+def _keep_logs(stack: Stack) -> None:
+    """Copy service logs and run files to test-artifacts/e2e/last-stack/ for a post-mortem
+    (pytest deletes old temporary folders within minutes on a busy machine)."""
+    keep = ARTIFACTS / "last-stack"
+    shutil.rmtree(keep, ignore_errors=True)
+    shutil.copytree(stack.logs, keep / "logs", dirs_exist_ok=True)
+    for run_dir in stack.roots["runs"].glob("*"):
+        for name in ("config.yaml", "events.jsonl", "train.log"):
+            if (run_dir / name).is_file():
+                (keep / "runs" / run_dir.name).mkdir(parents=True, exist_ok=True)
+                shutil.copy(run_dir / name, keep / "runs" / run_dir.name / name)
 
 
 def _healthy(url: str) -> bool:
@@ -92,8 +106,8 @@ def stack(django_db_setup, tmp_path_factory) -> Iterator[Stack]:
     redis.Redis.from_url(settings.REDIS_URL).flushdb()  # no stale tasks from an earlier run
     tmp = tmp_path_factory.mktemp("e2e-stack")
     roots = {name: tmp / name for name in ("media", "prepared", "runs")}
-    logs = ARTIFACTS / "logs"
-    shutil.rmtree(logs, ignore_errors=True)
+    # Per-session folder: another e2e session on the same checkout must not mix its logs in.
+    logs = tmp / "logs"
     port = free_port()
     env = service_env(
         HOST="127.0.0.1",
@@ -118,11 +132,24 @@ def stack(django_db_setup, tmp_path_factory) -> Iterator[Stack]:
             wait_for(_worker_answers, 90, interval=1.0, what="the Celery worker to answer ping")
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}\n{stack.log_tail()}") from None
-        yield stack
+        try:
+            yield stack
+        finally:
+            _keep_logs(stack)
         # Ask all three to stop at once; process() then waits for each (and kills stragglers).
         for proc in procs:
             with suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failure, attach the tail of the web/worker/beat logs (and the run logs)."""
+    outcome = yield
+    report = outcome.get_result()
+    stack = item.funcargs.get("stack") if hasattr(item, "funcargs") else None
+    if report.failed and isinstance(stack, Stack):
+        report.sections.append(("stack logs", stack.log_tail()))
 
 
 @pytest.fixture
