@@ -220,7 +220,11 @@
     if (payload.checkpoints) payload.checkpoints.forEach(upsertCheckpoint);
     if (payload.samples) payload.samples.forEach((s) => state.samples.set(s.id, s));
     if (payload.log) appendLog(payload.log);
-    if (payload.checkpoints) renderCheckpoints();
+    if (payload.checkpoints) {
+      renderCheckpoints();
+      // A new checkpoint may have retired an old one (keep last K): reload the table.
+      enqueue(loadCheckpoints);
+    }
     if (payload.samples) renderSamples();
   }
 
@@ -234,6 +238,8 @@
       $("fact-socket").textContent = "connected";
       enqueue(catchUp);
       enqueue(loadLog);
+      if (state.connectedBefore) enqueue(loadCheckpoints); // what changed while away
+      state.connectedBefore = true;
     };
     socket.onmessage = (event) => {
       const payload = JSON.parse(event.data);
@@ -297,6 +303,11 @@
   }
 
   // ---------- checkpoints ----------
+  async function loadCheckpoints() {
+    const data = await getJSON(DATA.checkpoints_url);
+    state.checkpoints = new Map(data.checkpoints.map((c) => [c.id, c]));
+    renderCheckpoints();
+  }
   function upsertCheckpoint(c) {
     if (c.deleted) state.checkpoints.delete(c.id);
     else state.checkpoints.set(c.id, c);

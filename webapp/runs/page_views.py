@@ -51,6 +51,7 @@ def detail(request: HttpRequest, run_id: int) -> HttpResponse:
                 "metrics_url": f"/api/runs/{run.pk}/metrics",
                 "log_url": f"/api/runs/{run.pk}/log",
                 "samples_url": f"/api/runs/{run.pk}/samples",
+                "checkpoints_url": f"/api/runs/{run.pk}/checkpoints/",
                 "base_url": f"/runs/{run.pk}/",
             },
         },
