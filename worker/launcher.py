@@ -113,6 +113,31 @@ def is_alive(pid: int | None, run_dir: Path) -> bool:
     return str(run_dir).encode() in cmdline
 
 
+def find_wrappers(runs_root: Path) -> dict[int, Path]:
+    """{pid: run_dir} of every live launch wrapper on this host for a run under ``runs_root``.
+
+    Found from /proc, not the database: a torchrun whose row now names another host or
+    pid (its run was lost and resumed elsewhere) is still found here.
+    """
+    root = str(runs_root)
+    found: dict[int, Path] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if argv[:2] != ["/bin/sh", "-c"] or len(argv) < 3 or argv[2] != _WRAPPER:
+            continue
+        if "--run-dir" in argv and argv.index("--run-dir") + 1 < len(argv):
+            run_dir = argv[argv.index("--run-dir") + 1]
+            stat = _proc_stat(int(entry.name))
+            if Path(run_dir).parent == Path(root) and stat and stat[0] not in ("Z", "X"):
+                found[int(entry.name)] = Path(run_dir)
+    return found
+
+
 def descendants(pid: int) -> list[int]:
     """Every live descendant of ``pid`` (children first), found by scanning /proc."""
     children: dict[int, list[int]] = {}

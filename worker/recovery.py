@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db.models import F, Q
@@ -83,17 +84,29 @@ def sweep(send_follow: SendFollow | None) -> dict[str, list[int]]:
 
 
 def reap_orphans() -> list[int]:
-    """Kill torchruns alive on this host for runs nobody should be following here."""
+    """Kill torchruns alive on this host for runs nobody should be following here.
+
+    Wrappers are found in /proc (see :func:`launcher.find_wrappers`), so a torchrun is
+    found even when its run row was since claimed by a new attempt on another host.
+    """
+    here = hosts.host_name()
     killed = []
-    candidates = Run.objects.filter(host=hosts.host_name(), pid__isnull=False).exclude(
-        state__in=FOLLOWED_STATES
+    for pid, run_dir in launcher.find_wrappers(Path(settings.RUNS_ROOT)).items():
+        run_id = int(run_dir.name) if run_dir.name.isdigit() else None
+        followed = Run.objects.filter(
+            pk=run_id, host=here, pid=pid, state__in=FOLLOWED_STATES
+        ).exists()
+        # A worker launching a new attempt spawns while the run is preparing and records
+        # the pid just after; the launch itself kills any older torchrun of that run.
+        launching = Run.objects.filter(pk=run_id, state=Run.State.PREPARING).exists()
+        if not followed and not launching:
+            log.warning("killing orphan torchrun %s of %s", pid, run_dir)
+            launcher.kill_tree(pid)
+            if run_id is not None:
+                killed.append(run_id)
+    Run.objects.filter(host=here, pid__isnull=False).exclude(state__in=FOLLOWED_STATES).update(
+        pid=None
     )
-    for run in candidates:
-        if launcher.is_alive(run.pid, run.run_dir):
-            log.warning("run %s: killing orphan torchrun %s (state %s)", run.pk, run.pid, run.state)
-            launcher.kill_tree(run.pid)
-            killed.append(run.pk)
-        Run.objects.filter(pk=run.pk, pid=run.pid).update(pid=None)
     return killed
 
 

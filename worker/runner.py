@@ -75,8 +75,9 @@ def start_run(run_id: int, worker_name: str) -> str:
     if run.attempt > 1:
         abandon_after(run, start_step)
     # A torchrun of an earlier attempt still alive here would write into the same folder.
-    if run.pid and launcher.is_alive(run.pid, run_dir):
-        launcher.kill_tree(run.pid)
+    for pid, other_dir in launcher.find_wrappers(run_dir.parent).items():
+        if other_dir == run_dir:
+            launcher.kill_tree(pid)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / launcher.CONFIG_FILE).write_text(dump_config(config), encoding="utf-8")
     _terminate_line(run_dir / launcher.EVENTS_FILE)

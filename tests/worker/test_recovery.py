@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
 from webapp.runs.models import Run
-from worker import hosts
+from worker import hosts, launcher
 from worker.recovery import reap_orphans, sweep
 
 from .helpers import commit_checkpoint, make_run
@@ -77,18 +78,29 @@ def test_a_stale_run_whose_torchrun_lives_on_this_host_is_reattached_not_lost(al
         proc.wait()
 
 
-def test_orphan_torchruns_of_runs_not_followed_here_are_killed(alice):
-    import subprocess
+def _fake_wrapper(run: Run):
+    """A launch wrapper (as launcher.spawn starts it) that just sleeps."""
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-c", "import time; time.sleep(30)", "--run-dir", str(run.run_dir)]
+    return launcher.spawn(cmd, run.run_dir)
 
-    run = make_run(alice, state=Run.State.LOST)
-    run.run_dir.mkdir(parents=True)
-    proc = subprocess.Popen(
-        ["/bin/sh", "-c", "sleep 30", "sh", str(run.run_dir)], start_new_session=True
-    )
+
+def test_orphan_torchruns_of_runs_not_followed_here_are_killed(alice):
+    lost = make_run(alice, state=Run.State.LOST, host=hosts.host_name())
+    followed = make_run(alice, state=Run.State.RUNNING, host=hosts.host_name())
+    # Resumed on another host: the row no longer names this host or this pid.
+    elsewhere = make_run(alice, state=Run.State.RUNNING, host="other-host")
+    procs = {run.pk: _fake_wrapper(run) for run in (lost, followed, elsewhere)}
     try:
-        Run.objects.filter(pk=run.pk).update(pid=proc.pid, host=hosts.host_name())
-        assert reap_orphans() == [run.pk]
-        assert proc.wait(timeout=10) != 0
-        assert Run.objects.get(pk=run.pk).pid is None
+        Run.objects.filter(pk=lost.pk).update(pid=procs[lost.pk].pid)
+        Run.objects.filter(pk=followed.pk).update(pid=procs[followed.pk].pid)
+        Run.objects.filter(pk=elsewhere.pk).update(pid=12345)
+        assert sorted(reap_orphans()) == sorted([lost.pk, elsewhere.pk])
+        assert procs[lost.pk].wait(timeout=10) is not None
+        assert procs[elsewhere.pk].wait(timeout=10) is not None
+        assert procs[followed.pk].poll() is None
+        assert Run.objects.get(pk=lost.pk).pid is None
     finally:
-        proc.kill()
+        for proc in procs.values():
+            launcher.kill_tree(proc.pid)
+            proc.wait()
