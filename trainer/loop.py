@@ -208,18 +208,20 @@ class Trainer:
             f"resumed from {start} at step {self.state.step}" if start else "started",
             step=self.state.step,
         )
-        window_t, window_tokens, window_steps = time.perf_counter(), 0, 0
+        # Throughput counts training steps only, not evaluations or checkpoint saves.
+        window_time, window_tokens, window_steps = 0.0, 0, 0
         while self.state.step < self.total_steps:
             # The lr this step uses (the scheduler moves on inside train_step).
             lr = self.optimizer.param_groups[0]["lr"]
+            t0 = time.perf_counter()
             loss, grad_norm, stopping = self.train_step(stop.signal is not None)
+            window_time += time.perf_counter() - t0  # train_step ends in a sync (all-reduce)
             step = self.state.step
             self.last_loss = loss
             window_tokens += self.cfg.tokens_per_step(self.info.world_size)
             window_steps += 1
             if step % cfg.log_interval == 0 or step == self.total_steps:
-                elapsed = time.perf_counter() - window_t
-                rate = window_tokens / elapsed
+                rate = window_tokens / window_time
                 data: dict[str, Any] = {
                     "loss": loss,
                     "lr": lr,
@@ -227,13 +229,13 @@ class Trainer:
                     "tokens_per_s": rate,
                     "mem_gb": _memory_gb(self.info.device),
                     "tokens_seen": self.state.tokens_seen,
-                    "step_time": elapsed / window_steps,
+                    "step_time": window_time / window_steps,
                 }
                 u = mfu(rate, self.flops_per_token, self.peak, self.info.world_size)
                 if u is not None:
                     data["mfu"] = u
                 self.events.metric(step, data)
-                window_t, window_tokens, window_steps = time.perf_counter(), 0, 0
+                window_time, window_tokens, window_steps = 0.0, 0, 0
             final = step == self.total_steps
             if final or (cfg.eval.interval and step % cfg.eval.interval == 0):
                 val = self.evaluate()
