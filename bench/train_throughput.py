@@ -84,10 +84,9 @@ def bench(args: argparse.Namespace) -> dict:
 
     def step() -> float:
         total = 0.0
-        for m in range(args.grad_accum):
+        for _ in range(args.grad_accum):
             batch = torch.randint(0, config.vocab_size, (micro, args.seq_len + 1), generator=gen)
             batch = batch.to(dev, non_blocking=True)
-            root.set_requires_gradient_sync(m == args.grad_accum - 1)
             loss_sum, _ = root(batch[:, :-1], batch[:, 1:])
             (loss_sum / (micro * args.seq_len * args.grad_accum)).backward()
             total += float(loss_sum.detach())

@@ -130,10 +130,10 @@ class Trainer:
         scale = self.info.world_size / global_tokens
         loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
         self.model.train()
-        for m, batch in enumerate(batches):
+        for batch in batches:
             batch = batch.to(dev, non_blocking=True)
-            last = m == len(batches) - 1
-            self.model.set_requires_gradient_sync(last)  # reduce-scatter once per step
+            # Gradients are reduce-scattered after every micro-batch (FSDP2's default):
+            # skipping that would keep unsharded fp32 gradients of the whole model alive.
             part, _ = self.model(batch[:, :-1], batch[:, 1:])
             (part * scale).backward()
             loss_sum += part.detach().double()
