@@ -59,7 +59,7 @@ def test_a_real_worker_answers_ping(tmp_path):
     assert app.send_task("worker.ping") is not None
 
 
-def test_a_run_is_stopped_with_a_checkpoint_and_resumed_to_completion(
+def test_a_run_is_claimed_once_stopped_with_a_checkpoint_and_resumed_to_completion(
     tmp_path, alice, tiny_model_dir, demo_corpus
 ):
     dataset = ready_dataset(alice, demo_corpus)
