@@ -16,8 +16,8 @@ from tests.e2e.conftest import log_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.timeout(420)]
 
-TOTAL_STEPS = 60
-INTERVAL = 20
+TOTAL_STEPS = 40
+INTERVAL = 10
 LOSS_X = "() => (document.getElementById('chart-loss').data || [{x: []}])[0].x"
 
 
