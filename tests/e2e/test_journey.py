@@ -131,21 +131,22 @@ def test_a_user_trains_stops_resumes_exports_and_samples_a_model(
 
     # Export the final checkpoint to Hugging Face format. The page is reloaded while the
     # export runs: the websocket is a best-effort notification channel (DESIGN.md).
+    # (Export and sample one after the other: side by side they were slower on 2 cores.)
     final_row = page.locator(f"#checkpoint-rows tr[data-step='{TOTAL_STEPS}']")
     final_row.get_by_role("button", name="Export").click()
     download = final_row.get_by_role("link", name="download")
-    wait_for(lambda: page.reload() and download.is_visible(), 120, interval=3, what="the export")
+    wait_for(lambda: page.reload() and download.is_visible(), 150, interval=3, what="the export")
     assert page.request.get(download.get_attribute("href")).ok
     shots(page, "run-exported")
 
-    # Generate a sample from it.
+    # Generate a sample from it; the page polls for the result while it is pending.
     final_row.get_by_role("button", name="Generate sample").click()
     generate = page.locator("#generate-form")
     generate.locator("[name=prompt]").fill("The json module")
     generate.locator("[name=max_new_tokens]").fill("16")
     generate.get_by_role("button", name="Generate").click()
     sample = page.locator("#sample-list li[data-state=done] pre.sample-output").first
-    expect(sample).to_be_visible(timeout=90_000)
-    assert sample.inner_text().startswith("The json module")
-    assert len(sample.inner_text()) > len("The json module")
+    expect(sample).to_be_visible(timeout=120_000)
+    text = sample.inner_text()
+    assert text.startswith("The json module") and len(text) > len("The json module")
     shots(page, "run-sample")
