@@ -116,6 +116,8 @@ def stack(django_db_setup, tmp_path_factory) -> Iterator[Stack]:
         PREPARED_ROOT=str(roots["prepared"]),
         RUNS_ROOT=str(roots["runs"]),
         UPLOAD_CHUNK_BYTES=str(UPLOAD_CHUNK_BYTES),
+        # The worker re-registers within a heartbeat after each test empties the tables.
+        RUN_HEARTBEAT_SECONDS="2",
         # Keep the 2-core CI machine responsive: one thread per torch process.
         OMP_NUM_THREADS="1",
     )

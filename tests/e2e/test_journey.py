@@ -53,6 +53,13 @@ def test_the_admin_logs_in_through_the_login_page_and_sees_the_navigation(live_d
         expect(nav.get_by_role("link", name=name)).to_be_visible()
     expect(page.locator("header")).to_contain_text(ADMIN_USERNAME)
     shots(page, "runs")
+    # The Procfile's worker has registered itself (again within a heartbeat, since every
+    # test starts from empty tables) with both queues.
+    nav.get_by_role("link", name="Workers").click()
+    worker_row = page.locator("#workers tr[data-worker]")
+    wait_for(lambda: page.reload() and worker_row.count() == 1, 30, interval=1, what="a worker")
+    expect(worker_row).to_contain_text("cpu, gpu")
+    shots(page, "workers")
 
 
 def test_a_user_trains_stops_resumes_exports_and_samples_a_model(
