@@ -33,29 +33,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PG = "postgres://postgres@127.0.0.1:5432"
+from bench.benchdb import PG, ensure_database, setup_django  # noqa: E402,F401
+
+# Redis database 13 unless REDIS_URL says otherwise (see the docstring).
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
+
 WORKER_NAME = "bench-follower"
-
-
-def ensure_database(name: str) -> None:
-    """Create the bench database if it does not exist (outside any transaction)."""
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def setup_django(db: str, runs_root: Path) -> None:
-    os.environ["DATABASE_URL"] = f"{PG}/{db}"
-    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
-    os.environ["RUNS_ROOT"] = str(runs_root)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "webapp.settings"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
 
 
 def insert_points(run_id: int, points: int) -> float:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -30,30 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PG = "postgres://postgres@127.0.0.1:5432"
-
-
-def ensure_database(name: str) -> None:
-    """Create the bench database if it does not exist (outside any transaction)."""
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def setup_django(db: str, runs_root: Path) -> None:
-    os.environ["DATABASE_URL"] = f"{PG}/{db}"
-    os.environ["RUNS_ROOT"] = str(runs_root)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "webapp.settings"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+from bench.benchdb import PG, ensure_database, setup_django  # noqa: E402,F401
 
 
 def metric_lines(first: int, count: int) -> str:
@@ -83,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     ensure_database(args.db)
     tmp = Path(tempfile.mkdtemp(prefix="bench-worker-"))
-    setup_django(args.db, tmp)
+    setup_django(args.db, tmp, migrate=True)
 
     from django.contrib.auth import get_user_model
     from django.db import connection
