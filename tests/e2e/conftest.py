@@ -6,15 +6,19 @@ migrated the test database; the admin is made per test (``transactional_db`` emp
 tables after each one) by the same ``ensure_admin`` command; and the Procfile's lines run
 verbatim with these differences only: HOST/PORT are a free port, ``.venv/bin/python`` is
 the interpreter running pytest (the same venv), and beat keeps its schedule file in a
-temporary folder instead of the repo's var/. Real Redis (the test's ``REDIS_URL`` database,
-flushed first) and real PostgreSQL; Debian's chromium through Playwright.
+temporary folder instead of the repo's var/. A few settings come through the environment,
+as a deployment would set them: small upload chunks, a 2 s worker heartbeat, one torch
+thread per process. Real Redis (the test's ``REDIS_URL`` database, flushed first) and real
+PostgreSQL; Debian's chromium through Playwright.
 
-Screenshots go to ``test-artifacts/e2e/<test>/``; the service logs stay in the session's
-temporary folder and their tails are attached to the report of a failing test.
+Screenshots go to ``test-artifacts/e2e/<test>/``. The service logs live in the session's
+temporary folder; their tails are attached to the report of a failing test, and they are
+copied with the run files to ``test-artifacts/e2e/last-stack/`` when the stack stops.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -144,14 +148,14 @@ def stack(django_db_setup, tmp_path_factory) -> Iterator[Stack]:
                 os.killpg(proc.pid, signal.SIGTERM)
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     """On a failure, attach the tail of the web/worker/beat logs (and the run logs)."""
-    outcome = yield
-    report = outcome.get_result()
-    stack = item.funcargs.get("stack") if hasattr(item, "funcargs") else None
+    report = yield
+    stack = getattr(item, "funcargs", {}).get("stack")
     if report.failed and isinstance(stack, Stack):
         report.sections.append(("stack logs", stack.log_tail()))
+    return report
 
 
 @pytest.fixture
@@ -170,7 +174,7 @@ def live_db(transactional_db, settings, stack, monkeypatch):
     settings.RUNS_ROOT = stack.roots["runs"]
     monkeypatch.setenv("ADMIN_USERNAME", ADMIN_USERNAME)
     monkeypatch.setenv("ADMIN_PASSWORD", ADMIN_PASSWORD)
-    call_command("ensure_admin", stdout=open(os.devnull, "w"))  # noqa: SIM115
+    call_command("ensure_admin", stdout=io.StringIO())
 
 
 @pytest.fixture
