@@ -2,8 +2,9 @@
 
 1. History: a run with ``--points`` (default 1,000,000) Metric rows, COPYed into
    PostgreSQL, then the downsampled history is timed in-process
-   (``history.load_history``: the first load, which fills the Redis tile cache
-   with one full aggregation, then the usual loads) and over HTTP through a real
+   (``history.load_history``: a cold load, which fills the Redis tile cache with
+   one full aggregation - while a run trains the worker's follower keeps that
+   cache warm with ``history.warm_cache`` - then the usual, warm loads) and over HTTP through a real
    uvicorn (``/api/runs/<id>/metrics``), plus the run page itself (``/runs/<id>/``).
 2. Live delay: a trainer event line appended to the run's ``events.jsonl`` ->
    the worker's follower (``worker.supervisor.supervise``: ``events.drain`` +
@@ -169,7 +170,10 @@ def main() -> None:
         print(f"inserting {args.points:,} metric rows (+ evals) with COPY ...", flush=True)
         print(f"  insert: {insert_points(run.pk, args.points):.1f} s")
         cold = timed(lambda: history.load_history(run), 1)
-        print(f"history.load_history, first load (fills the tile cache): {cold[0] * 1000:.0f} ms")
+        print(
+            "history.load_history, cold tile cache (only after a Redis flush: the worker's "
+            f"follower warms it every minute while a run trains): {cold[0] * 1000:.0f} ms"
+        )
         result = history.load_history(run)
         n = len(result["metrics"])
         print(f"history: {n} points returned (downsampled={result['downsampled']})")

@@ -18,6 +18,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from webapp.runs import history
 from webapp.runs.models import Run
 from worker import events, launcher
 from worker.claim import FOLLOWED_STATES
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 # Seconds after the grace period before SIGKILL: torchrun itself kills its ranks
 # after --shutdown-timeout (= the grace period); this is the backstop.
 KILL_MARGIN_SECONDS = 5
+HISTORY_WARM_SECONDS = 60
+"""How often the follower brings the run page's history cache up to date."""
 
 
 @dataclass
@@ -63,7 +66,7 @@ def supervise(run_id: int, handle: Handle, worker_name: str, *, poll: float = 0.
     pusher = Pusher(run_id, handle.run_dir)
     stop_sent_at: float | None = None
     killed = False
-    last_beat = time.monotonic()
+    last_beat = last_warm = time.monotonic()
     while True:
         running = handle.alive()
         pusher.add(events.drain(run_id, events_path))
@@ -92,12 +95,23 @@ def supervise(run_id: int, handle: Handle, worker_name: str, *, poll: float = 0.
             launcher.kill_tree(handle.pid)
             killed = True
         pusher.maybe_push()
+        if now - last_warm >= HISTORY_WARM_SECONDS:
+            last_warm = now
+            _warm_history(run_id)
         time.sleep(poll)
     # The trainer may have written its last lines as it exited.
     pusher.add(events.drain(run_id, events_path))
     state = finish(run_id, worker_name, handle.exit_code(), killed=killed)
     pusher.push(force=True)
     return state
+
+
+def _warm_history(run_id: int) -> None:
+    """Keep the run page's history cache warm (best effort: a failure only costs speed)."""
+    try:
+        history.warm_cache(run_id)
+    except Exception:  # noqa: BLE001 - never let the cache stop the follower
+        log.warning("run %s: could not warm the history cache", run_id, exc_info=True)
 
 
 def _beat(run_id: int, worker_name: str) -> bool:

@@ -147,3 +147,19 @@ def test_history_still_answers_without_redis(alice, monkeypatch, settings):
     add_metrics(run, range(3000), loss=lambda s: 7.0 if s == 2345 else 2.0)
     points = _metric_points(load_history(run, max_points=200))
     assert max(p["loss"] for p in points) == 7.0 and len(points) <= 200
+
+
+def test_the_workers_warm_up_fills_the_tile_cache_so_page_loads_start_warm(alice, monkeypatch):
+    from webapp.runs import history, history_tiles
+
+    run = make_run(alice)
+    add_metrics(run, range(6000), loss=lambda s: 7.0 if s == 1234 else 1.0)
+    monkeypatch.setattr(history, "DIRECT_MAX_RANGE", 1000)
+    redis = history_tiles._client()
+    key = history_tiles._key(run, "metric", 0)
+    assert redis.strlen(key) == 0
+    history.warm_cache(run.pk)
+    assert redis.strlen(key) == (5999 // history_tiles.TILE_STEPS) * history_tiles.ROW_BYTES
+    # The page load after the warm-up reads the cached tiles and still shows the spike.
+    assert max(p["loss"] for p in _metric_points(load_history(run, max_points=400))) == 7.0
+    history.warm_cache(10**9)  # a run that is gone is ignored

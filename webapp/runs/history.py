@@ -86,6 +86,21 @@ def load_history(
     }
 
 
+def warm_cache(run_id: int) -> None:
+    """Bring a long run's tile cache up to date, so no page load pays for a cold one.
+
+    The worker calls this every ``HISTORY_WARM_SECONDS`` while it follows a run: each
+    call aggregates only the tiles completed since the last one (milliseconds), whereas
+    the first load of a cold million-point run aggregates them all (seconds). Short
+    runs are aggregated directly on each load and need no warming.
+    """
+    run = Run.objects.filter(pk=run_id).first()
+    if run is None:
+        return
+    for kind in (Metric.Kind.METRIC, Metric.Kind.EVAL):
+        downsample(run, kind, DEFAULT_MAX_POINTS)
+
+
 def downsample(run: Run, kind: str, max_points: int) -> tuple[list[dict[str, Any]], bool]:
     """At most ``max_points`` points of one kind, keeping each bucket's extremes.
 
