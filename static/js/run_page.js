@@ -315,6 +315,7 @@
   function actionForm(checkpoint, action, label, extra = {}) {
     const form = el("form", { method: "post", action: `${DATA.base_url}checkpoints/${checkpoint.id}/${action}/`, class: "inline" },
       el("input", { type: "hidden", name: "csrfmiddlewaretoken", value: csrf() }),
+      ...(extra.fields || []),
       el("button", { type: "submit", class: extra.danger ? "danger" : "", "data-action": action, text: label }));
     if (extra.confirm) form.addEventListener("submit", (e) => { if (!confirm(extra.confirm)) e.preventDefault(); });
     return form;
@@ -336,7 +337,12 @@
     }
     for (const c of rows) {
       const actions = el("td", { class: "actions" },
-        actionForm(c, "resume", "Resume from here", { confirm: `Resume the run from step ${c.step} in a new attempt?` }),
+        actionForm(c, "resume", "Resume from here", {
+          confirm: `Resume the run from step ${c.step} in a new attempt?`,
+          // Optional: continue past the planned end (empty keeps the run's total steps).
+          fields: [el("input", { type: "number", name: "total_steps", min: c.step + 1, step: 1,
+            placeholder: "total steps", title: "New total steps (empty: keep the run's)", class: "steps-input" })],
+        }),
         actionForm(c, "export", "Export"),
         el("button", { type: "button", class: "secondary", "data-action": "generate", text: "Generate sample", onclick: () => openGenerate(c) }),
         el("button", { type: "button", class: "secondary", "data-action": "files", text: "Files", onclick: () => browse(c, "") }),
