@@ -189,8 +189,9 @@ class CheckpointConfig(_Section):
     keep_best: bool = Field(True, description="Also keep the checkpoint with the lowest val_loss.")
     auto_resume: bool = Field(
         False,
-        description="If the run is lost (worker or host gone), re-queue it from the latest "
-        "checkpoint, up to max_restarts times.",
+        description="If the run is lost (worker or host gone) or preempted from outside "
+        "(SIGTERM not asked for in the UI), re-queue it from the latest checkpoint, up to "
+        "max_restarts times.",
     )
     max_restarts: int = Field(3, ge=0, le=100, description="Upper bound for auto-resume.")
 

@@ -32,27 +32,41 @@ log = logging.getLogger(__name__)
 SendFollow = Callable[[int, str, object], None]
 
 
-def auto_resume(run: Run) -> str:
-    """Re-queue a lost run from its latest checkpoint if its config allows; what was done."""
+def auto_resume(run: Run, from_state: str = Run.State.LOST) -> str:
+    """Re-queue a lost (or preempted) run from its latest checkpoint if its config allows.
+
+    Returns what was done. ``from_state`` is the state the run must still be in, so a
+    sweep and a follower never both count the same restart.
+    """
     ckpt = (run.config or {}).get("checkpoint") or {}
     if not ckpt.get("auto_resume"):
-        return "lost"
+        return from_state
     max_restarts = int(ckpt.get("max_restarts", 3))
     counted = Run.objects.filter(
-        pk=run.pk, state=Run.State.LOST, restarts=run.restarts, restarts__lt=max_restarts
+        pk=run.pk, state=from_state, restarts=run.restarts, restarts__lt=max_restarts
     ).update(restarts=F("restarts") + 1)
     if not counted:
-        return "lost (no restarts left)"
+        return f"{from_state} (no restarts left)"
     try:
         queue_resume(run, "latest")
         return "resumed"
     except ControlError:
         # Lost before its first checkpoint: start again from the beginning.
-        Run.objects.filter(pk=run.pk, state=Run.State.LOST).update(
-            resume_from="", stop_requested=False, message="lost before a checkpoint; restarting"
+        Run.objects.filter(pk=run.pk, state=from_state).update(
+            resume_from="",
+            stop_requested=False,
+            message=f"{from_state} before a checkpoint; restarting",
         )
         queue_run(run)
         return "restarted"
+
+
+def resume_if_preempted(run_id: int) -> str:
+    """A run preempted from outside (a reclaimed spot host, a scheduler's SIGTERM) saved a
+    checkpoint as it stopped; with ``checkpoint.auto_resume`` it continues from there.
+    A run the user stopped ends ``stopped``, never ``preempted``, so it stays stopped."""
+    run = Run.objects.filter(pk=run_id, state=Run.State.PREEMPTED).first()
+    return auto_resume(run, Run.State.PREEMPTED) if run else ""
 
 
 def sweep(send_follow: SendFollow | None) -> dict[str, list[int]]:

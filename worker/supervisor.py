@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from webapp.runs import history
 from webapp.runs.models import Run
-from worker import events, launcher
+from worker import events, launcher, recovery
 from worker.claim import FOLLOWED_STATES
 from worker.push import Pusher
 
@@ -103,6 +103,8 @@ def supervise(run_id: int, handle: Handle, worker_name: str, *, poll: float = 0.
     pusher.add(events.drain(run_id, events_path))
     state = finish(run_id, worker_name, handle.exit_code(), killed=killed)
     pusher.push(force=True)
+    if state == Run.State.PREEMPTED:
+        log.info("run %s preempted: %s", run_id, recovery.resume_if_preempted(run_id))
     return state
 
 

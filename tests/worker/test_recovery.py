@@ -104,3 +104,27 @@ def test_orphan_torchruns_of_runs_not_followed_here_are_killed(alice):
         for proc in procs.values():
             launcher.kill_tree(proc.pid)
             proc.wait()
+
+
+def test_a_run_preempted_from_outside_resumes_from_its_checkpoint_with_auto_resume(alice):
+    from worker.recovery import resume_if_preempted
+
+    run = make_run(alice, _config(True), state=Run.State.PREEMPTED)
+    commit_checkpoint(run.run_dir, 8)
+    assert resume_if_preempted(run.pk) == "resumed"
+    run.refresh_from_db()
+    assert run.state == Run.State.QUEUED
+    assert run.resume_from == "checkpoints/step-000008" and run.restarts == 1
+
+
+def test_a_preempted_run_without_auto_resume_and_a_stopped_run_stay_as_they_are(alice):
+    from worker.recovery import resume_if_preempted
+
+    preempted = make_run(alice, _config(False), state=Run.State.PREEMPTED)
+    stopped = make_run(alice, _config(True), state=Run.State.STOPPED)
+    for run in (preempted, stopped):
+        commit_checkpoint(run.run_dir, 4)
+    assert resume_if_preempted(preempted.pk) == "preempted"
+    assert resume_if_preempted(stopped.pk) == ""
+    assert Run.objects.get(pk=preempted.pk).state == Run.State.PREEMPTED
+    assert Run.objects.get(pk=stopped.pk).state == Run.State.STOPPED
