@@ -63,8 +63,8 @@ def main() -> None:
     from django.core.management import call_command
     from django.test import Client
 
+    from trainer.data.reading import sha256_file
     from webapp.datasets.models import Dataset
-    from worker.datasets import file_sha256
 
     call_command("migrate", verbosity=0)
     user = get_user_model().objects.create_user("bench", password="bench-pass-123")
@@ -121,7 +121,7 @@ def main() -> None:
     path = Dataset.objects.get(pk=pk).partial_path
     assert path.stat().st_size == total
     t1 = time.perf_counter()
-    file_sha256(path)
+    sha256_file(path)
     hash_s = time.perf_counter() - t1
     print(f"uploaded {args.mb} MB in {args.chunk_mb} MB chunks over HTTP to uvicorn (loopback)")
     print(f"  throughput: {(total - len(chunk)) / 2**20 / upload_s:.0f} MB/s")

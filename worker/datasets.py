@@ -15,26 +15,15 @@ upload's file is deleted: only its report is kept.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from pathlib import Path
 from typing import Any
 
+from trainer.data.reading import sha256_file
 from webapp.datasets.models import Dataset
 
 log = logging.getLogger(__name__)
 
-HASH_BLOCK = 4 * 1024 * 1024
 MAX_BAD_LINES_SHOWN = 50
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _reject(dataset: Dataset, reason: str, stats: dict[str, Any] | None = None) -> None:
@@ -65,7 +54,7 @@ def validate_dataset(dataset_id: int) -> str:
     if not source.exists():
         _reject(dataset, "the uploaded file is missing on the server")
         return Dataset.State.REJECTED
-    actual = file_sha256(source)
+    actual = sha256_file(source)
     if actual != dataset.sha256:
         _reject(
             dataset, f"sha256 mismatch: the browser sent {dataset.sha256}, stored file is {actual}"

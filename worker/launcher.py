@@ -189,15 +189,19 @@ def read_exit_code(run_dir: Path) -> int | None:
         return None
 
 
-def log_tail(run_dir: Path, lines: int = 40, max_bytes: int = 64 * 1024) -> list[str]:
-    """The last ``lines`` lines of ``train.log`` (reads at most ``max_bytes`` from the end)."""
-    path = run_dir / LOG_FILE
+def log_tail(run_dir: Path, lines: int = 40, block: int = 64 * 1024) -> list[str]:
+    """The last ``lines`` lines of ``train.log``, reading backwards (logs grow to gigabytes)."""
     try:
-        with path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - max_bytes))
-            data = f.read()
+        f = (run_dir / LOG_FILE).open("rb")
     except FileNotFoundError:
         return []
+    with f:
+        f.seek(0, os.SEEK_END)
+        end = f.tell()
+        data = b""
+        while end > 0 and data.count(b"\n") <= lines:
+            start = max(0, end - block)
+            f.seek(start)
+            data = f.read(end - start) + data
+            end = start
     return data.decode("utf-8", errors="replace").splitlines()[-lines:]

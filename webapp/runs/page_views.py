@@ -6,7 +6,6 @@ Views stay thin: history lives in :mod:`webapp.runs.history`, run control in
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from django.contrib import messages
@@ -19,6 +18,7 @@ from webapp.jsonapi import BadRequest, json_view
 from webapp.runs import history
 from webapp.runs.models import Run
 from webapp.runs.serializers import checkpoint_dict, run_summary, sample_dict
+from worker import launcher
 
 LOG_DEFAULT_LINES = 200
 LOG_MAX_LINES = 5000
@@ -95,7 +95,8 @@ def log_api(request: HttpRequest, run_id: int) -> HttpResponse:
     count = _int_param(
         request, "lines", minimum=1, maximum=LOG_MAX_LINES, default=LOG_DEFAULT_LINES
     )
-    return JsonResponse({"lines": tail_lines(run.run_dir / "train.log", count)})
+    lines = launcher.log_tail(run.run_dir, count)
+    return JsonResponse({"lines": [line[:LOG_MAX_LINE_CHARS] for line in lines]})
 
 
 @json_view("GET")
@@ -126,25 +127,6 @@ def compare(request: HttpRequest) -> HttpResponse:
             },
         },
     )
-
-
-def tail_lines(path: Path, count: int, block: int = 64 * 1024) -> list[str]:
-    """The last ``count`` lines of a text file, reading backwards (logs grow to gigabytes)."""
-    try:
-        f = path.open("rb")
-    except FileNotFoundError:
-        return []
-    with f:
-        f.seek(0, 2)
-        end = f.tell()
-        data = b""
-        while end > 0 and data.count(b"\n") <= count:
-            start = max(0, end - block)
-            f.seek(start)
-            data = f.read(end - start) + data
-            end = start
-    lines = data.decode("utf-8", errors="replace").splitlines()[-count:]
-    return [line[:LOG_MAX_LINE_CHARS] for line in lines]
 
 
 def _int_param(
