@@ -59,12 +59,19 @@ def test_a_real_worker_answers_ping(tmp_path):
     assert app.send_task("worker.ping") is not None
 
 
+# Long enough that the stop requested at step 3 lands mid-run even on an idle machine
+# (a 14-step tiny run could finish before the follower's next 0.5 s poll saw the stop).
+RUN_STEPS = 40
+
+
 def test_a_run_is_claimed_once_stopped_with_a_checkpoint_and_resumed_to_completion(
     tmp_path, alice, tiny_model_dir, demo_corpus
 ):
     dataset = ready_dataset(alice, demo_corpus)
     run = Run.objects.create(
-        owner=alice, name="stop-resume", config=tiny_config(tiny_model_dir, dataset, steps=14)
+        owner=alice,
+        name="stop-resume",
+        config=tiny_config(tiny_model_dir, dataset, steps=RUN_STEPS),
     )
     log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
     with (
@@ -88,17 +95,17 @@ def test_a_run_is_claimed_once_stopped_with_a_checkpoint_and_resumed_to_completi
         assert not launcher.is_alive(stopped.pid, stopped.run_dir)
         assert metric_steps(run.pk) == list(range(1, stopped.step + 1))
 
-        queue_resume(stopped, saved.path, total_steps=16)
+        queue_resume(stopped, saved.path, total_steps=RUN_STEPS + 4)
         wait_for(_ended(run.pk), timeout=150, what="the resumed run")
     done = run_state(run.pk)
     assert done.state == Run.State.COMPLETED, done.message
-    assert (done.attempt, done.step, done.total_steps) == (2, 16, 16)
+    assert (done.attempt, done.step, done.total_steps) == (2, RUN_STEPS + 4, RUN_STEPS + 4)
     assert done.exit_code == 0
     # The chart continues: every step once, the ones after the stop from attempt 2.
-    assert metric_steps(run.pk) == list(range(1, 17))
+    assert metric_steps(run.pk) == list(range(1, RUN_STEPS + 5))
     attempts = dict(run.metrics.filter(kind="metric").values_list("step", "attempt"))
     assert attempts[saved.step] == 1 and attempts[saved.step + 1] == 2
-    assert run.metrics.filter(kind="eval", step=16).exists()
+    assert run.metrics.filter(kind="eval", step=RUN_STEPS + 4).exists()
     skipped = (log_a.read_text() + log_b.read_text()).count("is not queued any more")
     assert skipped >= 1
     launches = (log_a.read_text() + log_b.read_text()).count(": launched pid")
