@@ -85,15 +85,15 @@ def spawn(cmd: list[str], run_dir: Path, env: dict[str, str] | None = None) -> s
         )
 
 
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, parent pid) from /proc, or None when there is no such process."""
+def _proc_stat(pid: int) -> tuple[str, int, int] | None:
+    """(state letter, parent pid, session id) from /proc, or None when there is no such process."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     # The command name may hold spaces and parentheses: split after the last ')'.
     fields = raw[raw.rfind(")") + 2 :].split()
-    return fields[0], int(fields[1])
+    return fields[0], int(fields[1]), int(fields[3])
 
 
 def is_alive(pid: int | None, run_dir: Path) -> bool:
@@ -132,9 +132,18 @@ def find_wrappers(runs_root: Path) -> dict[int, Path]:
             continue
         if "--run-dir" in argv and argv.index("--run-dir") + 1 < len(argv):
             run_dir = argv[argv.index("--run-dir") + 1]
-            stat = _proc_stat(int(entry.name))
-            if Path(run_dir).parent == Path(root) and stat and stat[0] not in ("Z", "X"):
-                found[int(entry.name)] = Path(run_dir)
+            pid = int(entry.name)
+            stat = _proc_stat(pid)
+            # The wrapper leads its own session (start_new_session). For a moment after
+            # it forks to run "$@", the child still shows the wrapper's command line:
+            # only the session leader counts, so each launch is found once.
+            if (
+                Path(run_dir).parent == Path(root)
+                and stat
+                and stat[0] not in ("Z", "X")
+                and stat[2] == pid
+            ):
+                found[pid] = Path(run_dir)
     return found
 
 

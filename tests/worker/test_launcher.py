@@ -82,3 +82,28 @@ def test_kill_tree_reaches_children_in_other_sessions(tmp_path):
     while launcher._proc_stat(child) not in (None,) and launcher._proc_stat(child)[0] != "Z":
         assert time.monotonic() < deadline, "the child in its own session survived"
         time.sleep(0.1)
+
+
+def test_find_wrappers_counts_each_launch_once_by_its_session_leader(tmp_path):
+    runs_root = tmp_path / "runs"
+    run_dir = runs_root / "7"
+    sleeper = [sys.executable, "-c", "import time; time.sleep(30)", "--run-dir", str(run_dir)]
+    wrapper = launcher.spawn(sleeper, run_dir)
+    # The same command line outside its own session: what the wrapper's forked child
+    # looks like for a moment before it execs "$@". It must not count as a second launch.
+    # Its own process group (so the kill below stays inside the test) but not its own session.
+    twin = subprocess.Popen(
+        ["/bin/sh", "-c", launcher._WRAPPER, "sh", *sleeper], cwd=run_dir, process_group=0
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while launcher.read_exit_code(run_dir) is None and time.monotonic() < deadline:
+            found = launcher.find_wrappers(runs_root)
+            if twin.pid in found or wrapper.pid in found:
+                break
+            time.sleep(0.05)
+        assert found == {wrapper.pid: run_dir}
+    finally:
+        for proc in (wrapper, twin):
+            launcher.kill_tree(proc.pid)
+            proc.wait(timeout=10)
