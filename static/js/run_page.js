@@ -238,7 +238,10 @@
       $("fact-socket").textContent = "connected";
       enqueue(catchUp);
       enqueue(loadLog);
-      if (state.connectedBefore) enqueue(loadCheckpoints); // what changed while away
+      if (state.connectedBefore) { // what changed while away
+        enqueue(loadCheckpoints);
+        enqueue(loadSamples);
+      }
       state.connectedBefore = true;
     };
     socket.onmessage = (event) => {
@@ -403,10 +406,13 @@
     if (!pending || samplePoll) return;
     samplePoll = setTimeout(async () => {
       samplePoll = null;
-      const data = await getJSON(DATA.samples_url);
-      data.samples.forEach((s) => state.samples.set(s.id, s));
-      renderSamples();
+      await loadSamples();
     }, 3000);
+  }
+  async function loadSamples() {
+    const data = await getJSON(DATA.samples_url);
+    data.samples.forEach((s) => state.samples.set(s.id, s));
+    renderSamples();
   }
 
   // ---------- controls ----------

@@ -52,14 +52,21 @@ def test_owner_connects_gets_the_run_state_and_receives_forwarded_batches(client
     asyncio.run(scenario())
 
 
+async def _refusal_code(ws) -> int:
+    """The close code of a refused socket: accepted, sent nothing, then closed."""
+    connected, _ = await ws.connect()
+    assert connected  # accept-then-close, so the browser sees the code, not a bare 1006
+    message = await ws.receive_output(timeout=5)
+    assert message["type"] == "websocket.close"
+    return message["code"]
+
+
 def test_it_refuses_anonymous_users(alice):
     run = make_run(alice)
 
     async def scenario():
         ws = _socket(run.pk, ORIGIN)
-        connected, code = await ws.connect()
-        assert not connected
-        assert code == 4401
+        assert await _refusal_code(ws) == 4401
 
     asyncio.run(scenario())
 
@@ -82,9 +89,7 @@ def test_it_rejects_other_users_run(client, alice, bob):
 
     async def scenario():
         ws = _socket(run.pk, ORIGIN, cookie)
-        connected, code = await ws.connect()
-        assert not connected
-        assert code == 4403
+        assert await _refusal_code(ws) == 4403
 
     asyncio.run(scenario())
 

@@ -17,6 +17,8 @@ from webapp.runs.models import Run
 from webapp.runs.serializers import group_name, run_summary
 
 # Close codes (4000-4999 are the application's): the page stops reconnecting on these.
+# A refusal is sent as accept-then-close: a socket closed during the handshake reaches
+# the browser as a bare 1006, which it could not tell from a network drop.
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 
@@ -29,19 +31,23 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            await self._refuse(CLOSE_UNAUTHENTICATED)
             return
         run_id = self.scope["url_route"]["kwargs"]["run_id"]
         summary = await _visible_summary(user, run_id)
         if summary is None:
             # Another user's run and a missing run look the same (as the 404s do).
-            await self.close(code=CLOSE_FORBIDDEN)
+            await self._refuse(CLOSE_FORBIDDEN)
             return
         self.group = group_name(run_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         # The current state first, so the header is fresh even if the page was cached.
         await self.send_json({"run": summary})
+
+    async def _refuse(self, code: int) -> None:
+        await self.accept()
+        await self.close(code=code)
 
     async def disconnect(self, code: int) -> None:
         if self.group:
