@@ -111,3 +111,73 @@ def test_unsupported_methods_and_bad_json_get_json_errors(alice_client, alice):
     assert alice_client.delete(f"/api/runs/{run.pk}/").status_code == 405
     response = alice_client.post("/api/runs/", "{nope", content_type="application/json")
     assert response.status_code == 400 and "not valid JSON" in response.json()["error"]
+
+
+def post_json(client, body):
+    return client.post(
+        "/api/runs/",
+        json.dumps(body),
+        content_type="application/json",
+        headers={"X-CSRFToken": client.cookies["csrftoken"].value},
+    )
+
+
+def test_a_base_model_id_launches_a_run_with_that_models_path(
+    csrf_client, alice, django_capture_on_commit_callbacks
+):
+    make_model(alice, "other", path="/models/alice/same-dir")
+    model = make_model(alice, "chosen", path="/models/alice/same-dir")  # same dir, own row
+    data = make_dataset(alice)
+    config = run_config(model, [data], name="by-id")
+    del config["model"]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_json(csrf_client, {"base_model": model.pk, "config": config})
+    assert response.status_code == 201, response.content
+    run = Run.objects.get(pk=response.json()["id"])
+    assert run.state == "queued" and run.base_model == model
+    assert run.config["model"]["path"] == "/models/alice/same-dir"
+    assert redis.Redis.from_url(settings.REDIS_URL).llen("gpu") == 1
+
+
+def test_a_base_model_id_next_to_its_own_path_or_other_model_settings_is_accepted(
+    csrf_client, alice
+):
+    model, data = make_model(alice), make_dataset(alice)
+    config = run_config(model, [data])
+    config["model"]["precision"] = "fp32"
+    response = post_json(csrf_client, {"base_model": model.pk, "config": config})
+    assert response.status_code == 201, response.content
+    run = Run.objects.get()
+    assert run.config["model"]["path"] == model.path
+    assert run.config["model"]["precision"] == "fp32"
+
+
+def test_another_users_base_model_id_is_a_field_error(csrf_client, alice, bob):
+    config = run_config(make_model(alice), [make_dataset(alice)])
+    del config["model"]
+    response = post_json(csrf_client, {"base_model": make_model(bob).pk, "config": config})
+    assert response.status_code == 400
+    assert response.json()["field"] == "base_model"
+    assert "that you can use" in response.json()["errors"]["base_model"]
+    assert not Run.objects.exists()
+
+
+def test_a_base_model_id_with_a_different_path_or_a_non_integer_id_is_refused(csrf_client, alice):
+    model, data = make_model(alice), make_dataset(alice)
+    config = run_config(model, [data])
+    config["model"]["path"] = "/etc"
+    response = post_json(csrf_client, {"base_model": model.pk, "config": config})
+    assert response.status_code == 400 and "model.path" in response.json()["errors"]
+    config = run_config(model, [data])
+    response = post_json(csrf_client, {"base_model": str(model.pk), "config": config})
+    assert response.status_code == 400 and response.json()["field"] == "base_model"
+    assert not Run.objects.exists()
+
+
+def test_a_path_that_is_no_registered_model_is_still_refused(csrf_client, alice):
+    config = run_config(make_model(alice), [make_dataset(alice)])
+    config["model"]["path"] = "/etc"
+    response = post_json(csrf_client, {"config": config})
+    assert response.status_code == 400
+    assert "not a registered base model" in json.dumps(response.json())
+    assert not Run.objects.exists()

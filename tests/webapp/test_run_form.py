@@ -214,3 +214,37 @@ def test_clone_fills_the_form_with_the_runs_config(alice_client, alice, choices)
     assert form["optim__lr"].value() == 0.001
     assert form["base_model"].value() == model.pk
     assert form["datasets"].value() == [domain.pk]
+
+
+def test_one_submit_shows_a_field_error_and_a_config_error_together(alice_client, choices):
+    model, domain, _ = choices
+    # "abc" fails the form's own parsing; lr=5 only fails the trainer's TrainConfig.
+    response = post_form(alice_client, model, [domain], data__micro_batch_size="abc", optim__lr="5")
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert set(errors) == {"data__micro_batch_size", "optim__lr"}
+    assert "Enter a whole number" in errors["data__micro_batch_size"][0]
+    assert "less than or equal to 1" in errors["optim__lr"][0]
+    body = response.content.decode()
+    assert 'id="error-data__micro_batch_size"' in body and 'id="error-optim__lr"' in body
+    assert not Run.objects.exists()
+
+
+def test_a_missing_model_and_dataset_and_a_bad_lr_are_all_reported(alice_client, choices):
+    model, domain, replay = choices
+    response = post_form(alice_client, model, [], base_model="", optim__lr="5")
+    errors = response.context["form"].errors
+    assert set(errors) == {"base_model", "datasets", "optim__lr"}
+    # The trainer also rejects the empty model.path and corpora: said once, by the form.
+    assert len(errors["base_model"]) == 1 and len(errors["datasets"]) == 1
+
+
+def test_a_cross_field_check_is_not_run_against_a_field_that_did_not_parse(alice_client, choices):
+    model, domain, _ = choices
+    # total_steps did not parse, so warmup_steps=5000 cannot be judged against it.
+    response = post_form(
+        alice_client, model, [domain], schedule__total_steps="many", schedule__warmup_steps="5000"
+    )
+    errors = response.context["form"].errors
+    assert list(errors) == ["schedule__total_steps"]
+    assert len(errors["schedule__total_steps"]) == 1

@@ -1,8 +1,12 @@
 """The JSON API for scripts and charts: runs, one run, its checkpoints, and launching.
 
 Same permissions as the pages (own objects, staff all; another user's run is a 404),
-session auth, CSRF on POST. Metrics after a step and the log live on the run page's
-endpoints (``/api/runs/<id>/metrics``, ``/api/runs/<id>/log``).
+session auth, CSRF on POST. ``POST /api/runs/`` takes ``{"config": {...}}`` and,
+optionally, ``"base_model": <id>`` of a registered base model the user may use, whose path
+the server writes into ``config.model.path``; a path the client sends itself must name a
+registered model it may use (registration is what checks ``BASE_MODEL_ROOTS``). Metrics
+after a step and the log live on the run page's endpoints (``/api/runs/<id>/metrics``,
+``/api/runs/<id>/log``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from django.utils import timezone
 
 from trainer.config import ConfigError, parse_config
 from webapp.accounts.permissions import get_visible_or_404, visible_to
+from webapp.basemodels.models import BaseModel
 from webapp.jsonapi import BadRequest, json_body, json_view
 from webapp.runs import listing
 from webapp.runs.config_form import default_of, schema_fields
@@ -47,11 +52,41 @@ def runs(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _form_data(user, config: dict[str, Any]) -> dict[str, Any]:
+def _field_error(field: str, message: str) -> BadRequest:
+    return BadRequest(f"{field}: {message}", field=field, errors={field: message})
+
+
+def _with_base_model(user, body: dict[str, Any], config: dict[str, Any]) -> BaseModel | None:
+    """The registered base model ``body["base_model"]`` names, with its path written into
+    ``config["model"]["path"]`` (server-side: the client never has to know it); None when
+    the body names none. Visibility is the form's: own models, staff all."""
+    ref = body.get("base_model")
+    if ref is None:
+        return None
+    if isinstance(ref, bool) or not isinstance(ref, int):
+        raise _field_error("base_model", "must be the id (an integer) of a registered base model")
+    model = visible_to(user, BaseModel.objects.all()).filter(pk=ref).first()
+    if model is None:
+        # Same answer for a missing id and another user's model: existence is not confirmed.
+        raise _field_error("base_model", f"no base model with id {ref} that you can use")
+    section = config.setdefault("model", {})
+    if not isinstance(section, dict):
+        raise _field_error("model", "must be an object")
+    given = section.get("path")
+    if given is not None and given not in (model.path, model.source):
+        raise _field_error("model.path", f"does not match base model {ref}; leave it out")
+    section["path"] = model.path
+    return model
+
+
+def _form_data(user, config: dict[str, Any], base_model: BaseModel | None) -> dict[str, Any]:
     """RunForm data from a config dict, so the API runs the same checks as the page."""
     initial, warnings = initial_for_config(user, config)
     if warnings:
         raise BadRequest("config refers to objects you cannot use", errors={"__root__": warnings})
+    if base_model is not None:
+        # Two registrations may share a path: the id the client named is the one to use.
+        initial["base_model"] = base_model.pk
     values = {sf.name: default_of(sf.info) for sf in schema_fields()} | initial
     data: dict[str, Any] = {}
     for name, value in values.items():
@@ -66,11 +101,12 @@ def _create(request: HttpRequest) -> HttpResponse:
     config = body.get("config")
     if not isinstance(config, dict):
         raise BadRequest("config: must be an object (a TrainConfig)", field="config")
+    base_model = _with_base_model(request.user, body, config)
     try:
         parse_config(config)  # unknown keys and bad values, named like the trainer names them
     except ConfigError as exc:
         raise BadRequest("invalid config", errors=exc.errors) from None
-    form = RunForm(request.user, data=_form_data(request.user, config))
+    form = RunForm(request.user, data=_form_data(request.user, config, base_model))
     if not form.is_valid():
         errors = {name: " ".join(str(e) for e in errs) for name, errs in form.errors.items()}
         raise BadRequest("invalid config", errors=errors)

@@ -102,32 +102,54 @@ class RunForm(forms.Form):
         return config
 
     def clean(self) -> dict[str, Any]:
+        """Run the trainer's ``parse_config`` even when some fields did not parse, so one
+        submit reports every error (a field that did not parse is left out of the config
+        and takes its schema default there; see :meth:`_add_config_errors`)."""
         cleaned = super().clean()
-        if self.errors:
-            return cleaned  # types first; the trainer's checks need parsed values
+        failed = set(self.errors)
         try:
-            self.config = parse_config(self.build_config())
+            config = parse_config(self.build_config())
         except ConfigError as exc:
-            self._add_config_errors(exc.errors)
+            self._add_config_errors(exc.errors, failed)
+        else:
+            if not failed:
+                self.config = config
         return cleaned
 
-    def _add_config_errors(self, errors: dict[str, str]) -> None:
-        names = set(self.fields)
-        chosen = self.selected_datasets()
+    def _field_for_config_error(self, dotted: str) -> str | None:
+        """The form field a ``ConfigError`` name belongs to, or None for a form-wide error."""
+        if dotted == "model.path" or dotted == "model":
+            return "base_model"
+        if dotted.startswith("data.corpora"):
+            parts = dotted.split(".")
+            if len(parts) >= 4 and parts[2].isdigit() and parts[3] == "weight":
+                chosen = self.selected_datasets()
+                index = int(parts[2])
+                if index < len(chosen):
+                    return weight_field_name(chosen[index][0].pk)
+            return "datasets"
+        return config_form.field_for_error(dotted, set(self.fields))
+
+    def _add_config_errors(self, errors: dict[str, str], failed: set[str] = frozenset()) -> None:
+        """Put each config error next to its field, skipping what ``failed`` already explains.
+
+        ``failed`` holds the fields whose own check failed: they already show one message,
+        and a config error about them (or a cross-field one naming them, like warmup_steps
+        against total_steps) was computed from a stand-in value, so it would be noise.
+        """
         for dotted, message in errors.items():
-            field: str | None
-            if dotted == "model.path" or dotted == "model":
-                field = "base_model"
-            elif dotted.startswith("data.corpora"):
-                parts = dotted.split(".")
-                field = "datasets"
-                if len(parts) >= 4 and parts[2].isdigit() and parts[3] == "weight":
-                    index = int(parts[2])
-                    if index < len(chosen):
-                        field = weight_field_name(chosen[index][0].pk)
-            else:
-                field = config_form.field_for_error(dotted, names)
+            field = self._field_for_config_error(dotted)
+            if field in failed or self._names_failed_field(message, failed):
+                continue
+            if field is not None and message in self.errors.get(field, []):
+                continue  # e.g. two corpora with the same fault: say it once
             self.add_error(field, f"{dotted}: {message}" if field is None else message)
+
+    @staticmethod
+    def _names_failed_field(message: str, failed: set[str]) -> bool:
+        """Whether ``message`` mentions a field (by its dotted name) that did not parse."""
+        words = {w.strip(".,;:()'\"") for w in message.split()}
+        return any(name.replace("__", ".") in words for name in failed)
 
 
 def initial_for_config(user, config: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
