@@ -142,6 +142,8 @@ UPLOAD_CHUNK_BYTES = env.int("UPLOAD_CHUNK_BYTES", default=8 * 1024 * 1024)
 UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=50 * 1024**3)
 UPLOAD_USER_QUOTA_BYTES = env.int("UPLOAD_USER_QUOTA_BYTES", default=200 * 1024**3)
 UPLOAD_EXTENSIONS = env.list("UPLOAD_EXTENSIONS", default=[".jsonl", ".jsonl.gz", ".jsonl.zst"])
+# An upload with no chunk for this long is deleted (file and quota) by an hourly beat task.
+UPLOAD_ABANDON_HOURS = env.int("UPLOAD_ABANDON_HOURS", default=48)
 DATA_UPLOAD_MAX_MEMORY_SIZE = UPLOAD_CHUNK_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 

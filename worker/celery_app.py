@@ -17,7 +17,8 @@ Why these settings (Celery with the Redis transport):
   (dataset validation, export), so a slow export is not redelivered while it runs.
 - ``worker_direct``: each worker also consumes its own queue, so a worker can queue a
   re-attach to itself (the torchrun it must follow lives on its host).
-- ``beat_schedule``: the lost-run sweep every RUN_SWEEP_SECONDS (30 s by default).
+- ``beat_schedule``: the lost-run sweep every RUN_SWEEP_SECONDS (30 s by default), and
+  hourly the expiry of uploads abandoned for UPLOAD_ABANDON_HOURS.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
 # How often beat sends the lost-run sweep; small in tests through the environment.
 SWEEP_SECONDS = float(os.environ.get("RUN_SWEEP_SECONDS", "30"))
+# How often beat sends the expiry of abandoned uploads (they are counted in hours).
+UPLOAD_EXPIRY_SECONDS = 3600.0
 
 app = Celery("cpt")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -57,13 +60,18 @@ app.conf.update(
             "schedule": SWEEP_SECONDS,
             # Expires before the next one is due: a backlog of sweeps is pointless.
             "options": {"queue": "cpu", "expires": SWEEP_SECONDS},
-        }
+        },
+        "expire-abandoned-uploads": {
+            "task": "worker.expire_uploads",
+            "schedule": UPLOAD_EXPIRY_SECONDS,
+            "options": {"queue": "cpu", "expires": UPLOAD_EXPIRY_SECONDS},
+        },
     },
 )
 # One task module per area, each owned by the code it wraps.
 app.conf.include = [
     "worker.tasks",  # ping, worker registration + heartbeat, lost-run sweep (beat)
     "worker.run_tasks",  # run_training, follow_run
-    "worker.dataset_tasks",  # validate_dataset
+    "worker.dataset_tasks",  # validate_dataset, expire_uploads (beat)
     "worker.checkpoint_tasks",  # export_checkpoint, generate_sample
 ]

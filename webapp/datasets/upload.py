@@ -24,6 +24,10 @@ Protocol (all JSON, session auth, CSRF token in the ``X-CSRFToken`` header):
 
 The partial file's size on disk is the truth for ``received_bytes``: a chunk that
 was half written when the server died is cut back to the size recorded in the row.
+
+An upload that receives no chunk for ``UPLOAD_ABANDON_HOURS`` is deleted with its
+partial file by :mod:`webapp.datasets.cleanup` (Celery beat, hourly), so it stops
+counting against the quota; a later chunk for it gets 404.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from typing import BinaryIO
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Sum
+from django.utils import timezone
 
 from webapp.datasets.models import Dataset
 from webapp.jsonapi import BadRequest
@@ -194,7 +199,11 @@ def append_chunk(dataset_id: int, offset: int, body: BinaryIO, length: int) -> i
             field="chunk",
         )
     with transaction.atomic():
-        dataset = Dataset.objects.select_for_update().get(pk=dataset_id)
+        dataset = Dataset.objects.select_for_update().filter(pk=dataset_id).first()
+        if dataset is None:
+            # Deleted while this request waited for the lock (by its owner, or expired as
+            # abandoned by webapp.datasets.cleanup): the browser must start a new upload.
+            raise UploadError("upload not found: it was deleted or expired", status=404)
         if dataset.state != Dataset.State.UPLOADING:
             raise UploadError(f"upload is {dataset.state}, not uploading", status=409)
         sync_received_bytes(dataset)
@@ -227,7 +236,11 @@ def append_chunk(dataset_id: int, offset: int, body: BinaryIO, length: int) -> i
                 f"chunk: received {written} of {length} bytes", status=400, field="chunk"
             )
         dataset.received_bytes = offset + length
-        Dataset.objects.filter(pk=dataset.pk).update(received_bytes=dataset.received_bytes)
+        # update() skips auto_now, so set updated_at here: it is the upload's last activity,
+        # which webapp.datasets.cleanup reads to expire abandoned uploads.
+        Dataset.objects.filter(pk=dataset.pk).update(
+            received_bytes=dataset.received_bytes, updated_at=timezone.now()
+        )
     return dataset.received_bytes
 
 

@@ -47,6 +47,8 @@ def index(request: HttpRequest) -> HttpResponse:
             "quota_bytes": settings.UPLOAD_USER_QUOTA_BYTES,
             "used_bytes": upload.used_bytes(request.user),
             "extensions": settings.UPLOAD_EXTENSIONS,
+            "abandon_hours": settings.UPLOAD_ABANDON_HOURS,
+            "has_uploading": datasets.filter(state=Dataset.State.UPLOADING).exists(),
         },
     )
 
