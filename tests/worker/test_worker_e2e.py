@@ -59,9 +59,10 @@ def test_a_real_worker_answers_ping(tmp_path):
     assert app.send_task("worker.ping") is not None
 
 
-# Long enough that the stop requested at step 3 lands mid-run even on an idle machine
-# (a 14-step tiny run could finish before the follower's next 0.5 s poll saw the stop).
-RUN_STEPS = 40
+# Attempt 1 only ends by the stop, however fast the machine: a short run could finish
+# before the follower's next 0.5 s poll saw the stop. The resume sets a near total.
+RUN_STEPS = 10_000
+EXTRA_STEPS = 4  # what the resume trains past the stop's checkpoint
 
 
 def test_a_run_is_claimed_once_stopped_with_a_checkpoint_and_resumed_to_completion(
@@ -95,17 +96,18 @@ def test_a_run_is_claimed_once_stopped_with_a_checkpoint_and_resumed_to_completi
         assert not launcher.is_alive(stopped.pid, stopped.run_dir)
         assert metric_steps(run.pk) == list(range(1, stopped.step + 1))
 
-        queue_resume(stopped, saved.path, total_steps=RUN_STEPS + 4)
+        final = stopped.step + EXTRA_STEPS
+        queue_resume(stopped, saved.path, total_steps=final)
         wait_for(_ended(run.pk), timeout=150, what="the resumed run")
     done = run_state(run.pk)
     assert done.state == Run.State.COMPLETED, done.message
-    assert (done.attempt, done.step, done.total_steps) == (2, RUN_STEPS + 4, RUN_STEPS + 4)
+    assert (done.attempt, done.step, done.total_steps) == (2, final, final)
     assert done.exit_code == 0
     # The chart continues: every step once, the ones after the stop from attempt 2.
-    assert metric_steps(run.pk) == list(range(1, RUN_STEPS + 5))
+    assert metric_steps(run.pk) == list(range(1, final + 1))
     attempts = dict(run.metrics.filter(kind="metric").values_list("step", "attempt"))
     assert attempts[saved.step] == 1 and attempts[saved.step + 1] == 2
-    assert run.metrics.filter(kind="eval", step=RUN_STEPS + 4).exists()
+    assert run.metrics.filter(kind="eval", step=final).exists()
     skipped = (log_a.read_text() + log_b.read_text()).count("is not queued any more")
     assert skipped >= 1
     launches = (log_a.read_text() + log_b.read_text()).count(": launched pid")
