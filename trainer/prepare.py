@@ -12,13 +12,16 @@ Library API (used by the worker and the web app's tasks):
   (manifest.json + shards, see docs/CONTRACTS.md and :mod:`trainer.shards`). ``<key>`` hashes
   the inputs' sha256s, the tokenizer fingerprint and every option that changes the output, so
   the same call again returns the existing directory at once. Work happens in a temporary
-  directory renamed into place at the end: a crash never leaves a corpus that looks finished.
-  Raises :class:`CorpusRejected` (``.report``) when invalid lines exceed ``max_bad_fraction``
-  and :class:`EmptyCorpusError` when no document is left.
+  directory renamed into place at the end: a crash never leaves a corpus that looks finished,
+  and the next prepare into the same root removes the temporary directories of prepares that
+  died (see ``_OutputLock``). Raises :class:`CorpusRejected` (``.report``) when invalid lines
+  exceed ``max_bad_fraction`` and :class:`EmptyCorpusError` when no document is left, or
+  when every document kept went to the validation split (nothing to train on).
 - ``PrepareOptions``: the options, each documented; bad values raise ``ValueError`` naming
   the field.
 - ``progress(stage, bytes_done, bytes_total)``: stages ``hash`` (reading inputs for their
-  sha256), ``prepare`` (the main pass), ``cached`` (result reused), ``validate``.
+  sha256), ``wait`` (another process is preparing the same corpus into the same root),
+  ``prepare`` (the main pass), ``cached`` (result reused), ``validate``.
 
 CLI::
 
@@ -29,22 +32,25 @@ CLI::
 stdout: one JSON object a line, ``{"kind": "progress", "stage", "bytes_done", "bytes_total"}``
 then ``{"kind": "result", "status": "ok" | "cached" | "rejected" | "empty", ...}``; stderr: a
 human-readable summary. Exit codes: 0 ok, 1 unexpected error, 2 usage error (bad option, missing
-file, unloadable tokenizer), 3 corpus rejected, 4 empty corpus.
+file, unloadable tokenizer), 3 corpus rejected, 4 empty corpus (or nothing in the train split).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import fcntl
 import hashlib
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -99,7 +105,81 @@ class CorpusRejected(Exception):
 
 
 class EmptyCorpusError(ValueError):
-    """No document to train on: no lines, or none left after validation and dedup."""
+    """No document to train on: no lines, none left after validation and dedup, or none in
+    the train split. ``counts`` (the manifest's counts, when the main pass ran) and
+    ``tokens`` (per split) say where the documents went."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        counts: dict[str, Any] | None = None,
+        tokens: dict[str, int] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.counts = counts
+        self.tokens = tokens
+
+
+# Why documents of each kind were dropped, and the option that decides it; {o} is the
+# PrepareOptions, so the message shows the value in force.
+_DROP_HINTS = {
+    "too_short": "shorter than min_chars={o.min_chars} after cleaning: lower min_chars "
+    "(--min-chars)",
+    "too_long": "longer than max_doc_chars={o.max_doc_chars}: raise max_doc_chars "
+    "(--max-doc-chars)",
+    "missing_field": "no {o.text_field!r} key: set text_field (--text-field) to the key "
+    "holding the text",
+    "not_string": "{o.text_field!r} is not a string",
+    "empty": "empty or only whitespace after cleaning",
+    "invalid_json": "not JSON",
+    "invalid_utf8": "not UTF-8",
+    "not_object": "not a JSON object",
+}
+
+
+def _corpus_name(files: Sequence[Path]) -> str:
+    # File names only: the message reaches the web page, and server paths need not.
+    return ", ".join(f.name for f in files)
+
+
+def _check_trainable(
+    files: Sequence[Path], report: ValidationReport, body: dict[str, Any], opts: PrepareOptions
+) -> None:
+    """Raise EmptyCorpusError unless the train split holds at least one document."""
+    counts, splits = body["counts"], body["splits"]
+    name = _corpus_name(files)
+    tokens = {"train": splits["train"]["tokens"], "val": splits["val"]["tokens"]}
+    if counts["kept"] == 0:
+        dropped = {
+            **counts["bad"],
+            "duplicates": counts["duplicates"],
+            "near_duplicates": counts["near_duplicates"],
+        }
+        reasons = "\n".join(
+            f"  {kind}: {n}"
+            + (f" ({_DROP_HINTS[kind].format(o=opts)})" if kind in _DROP_HINTS else "")
+            for kind, n in dropped.items()
+            if n
+        )
+        raise EmptyCorpusError(
+            f"empty corpus {name}: no document left after validation, cleaning and dedup; "
+            f"all {counts['documents_read']} documents read were dropped:\n{reasons}\n"
+            + report.summary(),
+            counts=counts,
+            tokens=tokens,
+        )
+    if counts["train_documents"] == 0:
+        # The split goes by text hash: with very few documents all of them can land in
+        # validation, and training would only fail later, far from the cause.
+        raise EmptyCorpusError(
+            f"empty train split for {name}: all {counts['kept']} documents kept went to "
+            f"validation ({counts['val_documents']} documents, {tokens['val']} tokens) and "
+            f"none to train (0 tokens) with val_fraction={opts.val_fraction}; lower "
+            "val_fraction (--val-fraction; 0 trains on every document) or add documents",
+            counts=counts,
+            tokens=tokens,
+        )
 
 
 def _default_workers() -> int:
@@ -320,6 +400,106 @@ def _run(
     return report, {"counts": counts, "splits": {"train": train_entry, "val": val_entry}}
 
 
+# -- Output locks and stale temporary directories ----------------------------------------
+#
+# A prepare of corpus <key> works in <root>/.tmp-<key32>-<random>/ and holds an exclusive
+# flock on <root>/.lock-<key32> from before it creates that directory until after it has
+# renamed or removed it. The kernel drops a flock when its holder dies (kill -9 included),
+# so a .tmp-<key32>-* directory whose lock can be taken belongs to a prepare that is gone
+# and is removed, and one whose lock is held is left alone. Prepares of other corpora into
+# the same root hold other locks and never wait on each other; a second prepare of the same
+# corpus waits for the first and then finds its result. A flock, not a pid file: a pid
+# cannot be checked from another host sharing the root, and pids are reused.
+# The lock file is unlinked by its holder before it lets go (so nothing stays behind); a
+# process that opened the old file meanwhile sees after locking that the path no longer
+# names its file, and opens it again.
+_TMP_DIR = re.compile(r"\.tmp-([0-9a-f]{32})-[0-9a-f]{8}")
+_LOCK_FILE = re.compile(r"\.lock-([0-9a-f]{32})")
+LOCK_POLL_SECONDS = 0.5
+
+
+class _OutputLock:
+    """The exclusive lock on one corpus key's output under ``root`` (see the comment above)."""
+
+    def __init__(self, root: Path, key32: str) -> None:
+        self.path = root / f".lock-{key32}"
+        self._fd: int | None = None
+
+    def acquire(self, *, blocking: bool = True, wait: Callable[[], None] | None = None) -> bool:
+        """Take the lock; False if ``blocking`` is False and another process holds it.
+
+        ``wait()`` is called every ``LOCK_POLL_SECONDS`` while blocked (progress, so the
+        worker's heartbeat goes on while another process prepares the same corpus).
+        """
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if not blocking:
+                            os.close(fd)
+                            return False
+                        if wait is not None:
+                            wait()
+                        time.sleep(LOCK_POLL_SECONDS)
+                mine = os.fstat(fd)
+                try:
+                    now = os.stat(self.path)
+                    same = (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino)
+                except FileNotFoundError:
+                    same = False
+            except BaseException:
+                os.close(fd)
+                raise
+            if same:
+                self._fd = fd
+                return True
+            os.close(fd)  # the previous holder unlinked it: lock the current file
+
+    def release(self) -> None:
+        """Unlink the lock file (while still holding it), then let go."""
+        if self._fd is None:
+            return
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _remove_stale(root: Path, own_key32: str) -> None:
+    """Remove the temporary directories (and lock files) of prepares that died.
+
+    The caller holds ``own_key32``'s lock, so that key's temporary directories are all
+    leftovers; another key's are removed only if its lock can be taken at once.
+    """
+    by_key: dict[str, list[Path]] = collections.defaultdict(list)
+    for entry in root.iterdir():
+        tmp, lock_file = _TMP_DIR.fullmatch(entry.name), _LOCK_FILE.fullmatch(entry.name)
+        if tmp:
+            by_key[tmp.group(1)].append(entry)
+        elif lock_file:
+            # A lock file alone: left by a prepare killed after its rename.
+            by_key.setdefault(lock_file.group(1), [])
+    for key32, dirs in by_key.items():
+        if key32 == own_key32:
+            for d in dirs:
+                shutil.rmtree(d, ignore_errors=True)
+            continue
+        lock = _OutputLock(root, key32)
+        if not lock.acquire(blocking=False):
+            continue  # that prepare is alive
+        try:
+            for d in dirs:
+                shutil.rmtree(d, ignore_errors=True)
+        finally:
+            lock.release()
+
+
 def _existing(final: Path, key: str) -> bool:
     try:
         return json.loads((final / MANIFEST_NAME).read_text(encoding="utf-8")).get("key") == key
@@ -362,19 +542,53 @@ def prepare_corpus(
             progress("cached", total, total)
         return final
     root.mkdir(parents=True, exist_ok=True)
-    work = root / f".tmp-{key[:32]}-{uuid.uuid4().hex[:8]}"
+    lock = _OutputLock(root, key[:32])
+    lock.acquire(wait=None if progress is None else lambda: progress("wait", 0, total))
+    try:
+        if _existing(final, key):  # the prepare we waited for made it
+            if progress is not None:
+                progress("cached", total, total)
+            return final
+        _remove_stale(root, key[:32])
+        _prepare_locked(
+            files,
+            hashes,
+            spec,
+            key,
+            opts,
+            root / f".tmp-{key[:32]}-{uuid.uuid4().hex[:8]}",
+            final,
+            started,
+            progress,
+        )
+    finally:
+        lock.release()
+    return final
+
+
+def _prepare_locked(
+    files: list[Path],
+    hashes: list[str],
+    spec: TokenizerSpec,
+    key: str,
+    opts: PrepareOptions,
+    work: Path,
+    final: Path,
+    started: float,
+    progress: ProgressFn | None,
+) -> None:
+    """The main pass into ``work``, renamed to ``final`` when complete (lock held)."""
     work.mkdir()
     try:
         report, body = _run(files, hashes, spec, opts, work, progress)
         if body["counts"]["documents_read"] == 0:
-            raise EmptyCorpusError("empty corpus: the input files hold no non-blank lines")
+            raise EmptyCorpusError(
+                f"empty corpus {_corpus_name(files)}: the input files hold no non-blank lines",
+                counts=body["counts"],
+            )
         if report.invalid_fraction > opts.max_bad_fraction:
             raise CorpusRejected(report, opts.max_bad_fraction)
-        if body["counts"]["kept"] == 0:
-            raise EmptyCorpusError(
-                "empty corpus: no document left after validation, cleaning and dedup\n"
-                + report.summary()
-            )
+        _check_trainable(files, report, body, opts)
         manifest = {
             "version": MANIFEST_VERSION,
             "key": key,
@@ -392,14 +606,14 @@ def prepare_corpus(
         try:
             os.rename(work, final)
         except OSError:
-            # Another process finished the same corpus first: keep theirs.
+            # A finished corpus is there already (written by a prepare that did not take
+            # the lock, e.g. an older version): keep it.
             if not _existing(final, key):
                 raise
             shutil.rmtree(work, ignore_errors=True)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return final
 
 
 # -- CLI ------------------------------------------------------------------------------
@@ -508,7 +722,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(str(exc), file=sys.stderr)
         return EXIT_REJECTED
     except EmptyCorpusError as exc:
-        _emit({"kind": "result", "status": "empty", "error": str(exc)})
+        result = {"kind": "result", "status": "empty", "error": str(exc)}
+        if exc.counts is not None:
+            result["counts"] = exc.counts
+        if exc.tokens is not None:
+            result["tokens"] = exc.tokens
+        _emit(result)
         print(str(exc), file=sys.stderr)
         return EXIT_EMPTY
     except ValueError as exc:  # e.g. a tokenizer that cannot be loaded

@@ -362,3 +362,52 @@ def test_dtype_is_uint32_when_the_vocabulary_does_not_fit_uint16(tmp_path):
     assert [s["tokens"] for s in entry["shards"]] == [4, 1]
     data = np.fromfile(tmp_path / "train-00000.bin", dtype="<u4")
     assert data.tolist() == [69_999, 1, 2, 65_536]
+
+
+def docs_in_val(n: int, val_fraction: float) -> list[str]:
+    """``n`` distinct documents whose text hash puts each of them in validation."""
+    from trainer.data.dedup import doc_digest
+    from trainer.data.packing import split_value
+
+    picked = [t for t in docs(200) if split_value(doc_digest(clean_text(t))) < val_fraction]
+    assert len(picked) >= n
+    return picked[:n]
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_it_refuses_a_corpus_whose_documents_all_land_in_validation(n, tmp_path, tokenizer_dir):
+    src = write_lines(tmp_path / "tiny.jsonl", jsonl(docs_in_val(n, 0.5)))
+    root = tmp_path / "out"
+    with pytest.raises(EmptyCorpusError) as info:
+        prepare_corpus([src], tokenizer_dir, root, val_fraction=0.5, workers=1)
+    message = str(info.value)
+    assert message.startswith("empty train split for tiny.jsonl:")
+    assert f"all {n} documents kept went to validation ({n} documents" in message
+    assert "none to train (0 tokens) with val_fraction=0.5" in message
+    assert "lower val_fraction (--val-fraction" in message
+    counts, tokens = info.value.counts, info.value.tokens
+    assert counts["train_documents"] == 0 and counts["val_documents"] == n
+    assert tokens["train"] == 0 and tokens["val"] > 0
+    assert f"{tokens['val']} tokens" in message
+    assert list(root.iterdir()) == []
+    # Without a validation split the same documents train.
+    out = prepare_corpus([src], tokenizer_dir, root, val_fraction=0.0, workers=1)
+    assert PreparedCorpus(out).manifest["counts"]["train_documents"] == n
+
+
+def test_a_corpus_with_every_document_dropped_names_each_reason(tmp_path, tokenizer_dir):
+    lines = jsonl(["ab", "cd", "ef"]) + ['{"body": "no text key"}', '{"text": "  "}']
+    src = write_lines(tmp_path / "dropped.jsonl", lines)
+    with pytest.raises(EmptyCorpusError) as info:
+        prepare_corpus(
+            [src], tokenizer_dir, tmp_path / "out", min_chars=10, max_bad_fraction=1, workers=1
+        )
+    message = str(info.value)
+    assert message.startswith("empty corpus dropped.jsonl: no document left")
+    assert "all 5 documents read were dropped" in message
+    assert "too_short: 3 (shorter than min_chars=10 after cleaning: lower min_chars" in message
+    assert "missing_field: 1 (no 'text' key: set text_field (--text-field)" in message
+    assert "empty: 1 (empty or only whitespace" in message
+    assert "duplicates" not in message  # no document got that far
+    assert info.value.counts["bad"] == {"too_short": 3, "missing_field": 1, "empty": 1}
+    assert info.value.counts["kept"] == 0

@@ -97,3 +97,19 @@ def test_cli_validate_only_needs_no_tokenizer(tmp_path, capsys):
     assert result["report"]["documents"] == 4
     assert result["report"]["bad_examples"]["not_string"][0]["line"] == 5
     assert main(["--input", str(src), "--validate-only", "--max-bad-fraction", "0.1"]) == 3
+
+
+def test_cli_exit_code_4_when_every_document_lands_in_validation(tmp_path, tokenizer_dir, capsys):  # noqa: F811
+    from tests.trainer.test_prepare import docs_in_val
+
+    src = write_lines(tmp_path / "a.jsonl", jsonl(docs_in_val(2, 0.5)))
+    argv = ["--input", str(src), "--tokenizer", str(tokenizer_dir), "--out", str(tmp_path / "o")]
+    assert main([*argv, "--workers", "1", "--val-fraction", "0.5"]) == 4
+    captured = capsys.readouterr()
+    result = json_lines(captured.out)[-1]
+    assert result["status"] == "empty"
+    assert result["counts"]["train_documents"] == 0 and result["counts"]["val_documents"] == 2
+    assert result["tokens"]["train"] == 0 and result["tokens"]["val"] > 0
+    assert "empty train split for a.jsonl" in captured.err
+    assert "--val-fraction" in captured.err
+    assert main([*argv, "--workers", "1", "--val-fraction", "0"]) == 0
