@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from webapp.runs.models import Checkpoint, Sample
+from webapp.runs.public_errors import public_error
 from webapp.runs.serializers import broadcast, checkpoint_dict, sample_dict
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,19 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXPORT_TIMEOUT_S = 6 * 3600
 GENERATE_TIMEOUT_S = 15 * 60
 ERROR_TAIL_CHARS = 4000
+
+
+class CLIError(RuntimeError):
+    """A trainer CLI exited non-zero.
+
+    ``str()`` holds the end of its stderr, for the worker's log; ``public_message`` is
+    the one line meant for the page (the CLI's ``{"error": ...}`` result when it printed
+    one), still to be scrubbed of paths (:func:`webapp.runs.public_errors.public_error`).
+    """
+
+    def __init__(self, detail: str, public_message: str) -> None:
+        super().__init__(detail)
+        self.public_message = public_message
 
 
 class PathEscapeError(ValueError):
@@ -76,10 +91,11 @@ def export_checkpoint(checkpoint_id: int) -> bool:
         )
         if not (out / "config.json").is_file():
             raise RuntimeError(f"trainer.export finished but {relative_out}/config.json is missing")
-    except Exception as exc:  # recorded on the row and shown on the page
+    except Exception as exc:  # the full story to the log; a short, path-free line to the page
         log.exception("export of checkpoint %s failed", checkpoint_id)
         Checkpoint.objects.filter(pk=checkpoint_id).update(
-            export_state=Checkpoint.ExportState.FAILED, export_error=str(exc)[-ERROR_TAIL_CHARS:]
+            export_state=Checkpoint.ExportState.FAILED,
+            export_error=public_error(exc, ckpt.run_id),
         )
     else:
         Checkpoint.objects.filter(pk=checkpoint_id).update(
@@ -114,7 +130,7 @@ def generate_sample(sample_id: int) -> bool:
     except Exception as exc:
         log.exception("sample %s failed", sample_id)
         Sample.objects.filter(pk=sample_id).update(
-            state=Sample.State.FAILED, error=str(exc)[-ERROR_TAIL_CHARS:]
+            state=Sample.State.FAILED, error=public_error(exc, sample.run_id)
         )
     else:
         Sample.objects.filter(pk=sample_id).update(state=Sample.State.DONE, output=text)
@@ -132,7 +148,7 @@ GENERATE_FLAGS = {
 
 
 def _run_cli(args: list[str], timeout: float) -> str:
-    """Run ``python -m <args>``; return stdout, or raise with the end of stderr."""
+    """Run ``python -m <args>``; return stdout, or raise :class:`CLIError`."""
     # From the project root, so ``-m trainer...`` resolves wherever the worker was started.
     proc = subprocess.run(
         [sys.executable, "-m", *args],
@@ -143,8 +159,35 @@ def _run_cli(args: list[str], timeout: float) -> str:
     )
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout)[-ERROR_TAIL_CHARS:]
-        raise RuntimeError(f"{args[0]} exited with {proc.returncode}: {tail}")
+        raise CLIError(
+            f"{args[0]} exited with {proc.returncode}: {tail}",
+            f"{args[0]}: {cli_failure(proc.returncode, proc.stdout, proc.stderr)}",
+        )
     return proc.stdout
+
+
+def cli_failure(returncode: int, stdout: str, stderr: str) -> str:
+    """What a failed trainer CLI says went wrong, in one line.
+
+    The CLIs print ``{"error": ...}`` as their last stdout line for any exception
+    (``trainer.inference.run_cli``); without one (killed, or it died before that), the
+    last line of stderr is the exception line of a traceback.
+    """
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        hint = " (out of memory?)" if -returncode == signal.SIGKILL else ""
+        return f"killed by {name}{hint}"
+    try:
+        error = _json_result(stdout).get("error")
+    except RuntimeError:
+        error = None
+    if isinstance(error, str) and error.strip():
+        return error.strip()
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return lines[-1] if lines else f"exited with status {returncode}"
 
 
 def _json_result(stdout: str) -> dict[str, Any]:

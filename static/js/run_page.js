@@ -328,7 +328,10 @@
       return el("span", {}, el("a", { href: `${DATA.base_url}checkpoints/${c.id}/export.tar`, text: "download" }),
         el("br"), el("code", { class: "muted", text: c.export_path }));
     }
-    return el("span", { class: `state state-${c.export_state || "none"}`, text: c.export_state || "–" });
+    const badge = el("span", { class: `state state-${c.export_state || "none"}`, text: c.export_state || "–" });
+    if (c.export_state !== "failed" || !c.export_error) return badge;
+    // The server sends the reason already short and without server paths.
+    return el("span", {}, badge, el("br"), el("small", { class: "error export-error", text: c.export_error }));
   }
   function renderCheckpoints() {
     const body = $("checkpoint-rows");

@@ -198,3 +198,25 @@ def test_resume_validates_total_steps(alice_client, alice):
     assert "total_steps: a whole number above 200" in response.content.decode()
     run.refresh_from_db()
     assert run.state == Run.State.STOPPED
+
+
+def test_export_and_sample_errors_reach_page_and_api_without_server_paths(alice_client, alice):
+    # Rows written before errors were scrubbed (or by any other path) still hold paths.
+    run = make_run(alice, state=Run.State.COMPLETED)
+    ckpt = make_checkpoint(run, 200)
+    ckpt_dir = run.run_dir / ckpt.path
+    Checkpoint.objects.filter(pk=ckpt.pk).update(
+        export_state="failed", export_error=f"checkpoint: {ckpt_dir} is not a DCP checkpoint"
+    )
+    Sample.objects.create(
+        run=run, checkpoint=ckpt, prompt="p", state="failed", error=f"no model in {ckpt_dir}/x"
+    )
+    api = alice_client.get(f"/api/runs/{run.pk}/checkpoints/").json()
+    samples = alice_client.get(f"/api/runs/{run.pk}/samples").json()
+    page = alice_client.get(f"/runs/{run.pk}/").content.decode()
+    expected = "checkpoint: checkpoints/step-000200 is not a DCP checkpoint"
+    assert api["checkpoints"][0]["export_error"] == expected
+    assert samples["samples"][0]["error"] == "no model in checkpoints/step-000200/x"
+    assert expected in page
+    for shown in (str(api), str(samples), page):
+        assert str(run.run_dir) not in shown

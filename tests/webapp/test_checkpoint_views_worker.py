@@ -51,3 +51,32 @@ def test_a_broken_checkpoint_fails_the_export_with_the_trainers_message(alice):
     ckpt.refresh_from_db()
     assert ckpt.export_state == "failed"
     assert "no .metadata" in ckpt.export_error
+
+
+def test_a_failed_export_and_sample_show_why_on_page_and_api_without_server_paths(
+    alice, alice_client, settings
+):
+    run = make_run(alice, state=Run.State.COMPLETED)
+    folder = run.run_dir / "checkpoints/step-000007"
+    folder.mkdir(parents=True)
+    (folder / "meta.json").write_text("{}")  # no .metadata: never committed
+    ckpt = Checkpoint.objects.create(
+        run=run, step=7, path="checkpoints/step-000007", export_state="queued"
+    )
+    sample = Sample.objects.create(run=run, checkpoint=ckpt, prompt="x", params={})
+
+    export_checkpoint(ckpt.pk)
+    generate_sample(sample.pk)
+
+    ckpt.refresh_from_db()
+    sample.refresh_from_db()
+    # The trainer's own message, its path made relative to the run directory.
+    why = "checkpoints/step-000007 is not a complete checkpoint: no .metadata"
+    assert ckpt.export_error.startswith(f"trainer.export: {why}"), ckpt.export_error
+    assert sample.error.startswith(f"trainer.generate: {why}"), sample.error
+    api = alice_client.get(f"/api/runs/{run.pk}/checkpoints/").content.decode()
+    samples = alice_client.get(f"/api/runs/{run.pk}/samples").content.decode()
+    page = alice_client.get(f"/runs/{run.pk}/").content.decode()
+    assert why in api and why in samples and why in page
+    for shown in (api, samples, page):
+        assert str(settings.RUNS_ROOT) not in shown and str(run.run_dir) not in shown

@@ -15,6 +15,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from webapp.runs.models import Checkpoint, Metric, Run, Sample
+from webapp.runs.public_errors import scrub_paths, server_roots
 
 METRIC_FIELDS = (
     "kind",
@@ -55,6 +56,7 @@ def checkpoint_dict(c: Checkpoint) -> dict[str, Any]:
         "deleted": c.deleted,
         "export_state": c.export_state,
         "export_path": c.export_path,
+        "export_error": _public(c.export_error, c.run_id),
     }
 
 
@@ -91,9 +93,15 @@ def sample_dict(s: Sample) -> dict[str, Any]:
         "params": s.params,
         "output": s.output,
         "state": s.state,
-        "error": s.error,
+        "error": _public(s.error, s.run_id),
         "created_at": s.created_at.isoformat() if s.created_at else None,
     }
+
+
+def _public(error: str, run_id: int) -> str:
+    # The worker stores errors already scrubbed; scrubbing again on the way out also
+    # covers rows written before it did, or by any other path.
+    return scrub_paths(error, server_roots(run_id)) if error else ""
 
 
 def broadcast(run_id: int, payload: dict[str, Any]) -> None:
