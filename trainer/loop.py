@@ -56,6 +56,16 @@ class _StopFlag:
         self.signal = signum
 
 
+def _stop_reason(signum: int | None, stop_after_steps: int | None) -> str:
+    """``SIGTERM`` or ``--stop-after-steps K``: why a run is preempted, for its log."""
+    if signum is None:
+        return f"--stop-after-steps {stop_after_steps}"
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -256,6 +266,14 @@ class Trainer:
                     else f"--stop-after-steps {stop_after_steps}"
                 )
                 self.events.status("preempted", f"stopped at step {step} ({why})", step=step)
+                if self.info.is_main:
+                    # The one line a stop leaves in train.log (see trainer.torchrun).
+                    print(
+                        f"stop requested ({_stop_reason(stop.signal, stop_after_steps)}): "
+                        f"checkpoint saved at step {step}, exiting",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 return EXIT_PREEMPTED
         self.events.status("completed", f"finished at step {self.state.step}", step=self.state.step)
         return EXIT_COMPLETED

@@ -45,6 +45,8 @@ def build_command(
 ) -> list[str]:
     """The torchrun command line for one node.
 
+    Through ``trainer.torchrun``: torchrun with the same arguments and exit codes, minus
+    the traceback it would leave in ``train.log`` on every stop.
     ``--standalone`` gives each launch its own rendezvous on a free port, so several
     runs on one host never fight over a port. ``resume`` is "latest" or a checkpoint
     folder; ``module`` is only replaced by tests.
@@ -52,7 +54,7 @@ def build_command(
     if nproc_per_node < 1:
         raise ValueError(f"nproc_per_node must be >= 1, got {nproc_per_node}")
     cmd = [
-        sys.executable, "-m", "torch.distributed.run",
+        sys.executable, "-m", "trainer.torchrun",
         "--standalone", "--nnodes", "1", "--nproc-per-node", str(nproc_per_node),
         "--shutdown-timeout", str(shutdown_timeout),
         "-m", module,

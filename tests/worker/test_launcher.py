@@ -7,12 +7,22 @@ import subprocess
 import sys
 import time
 
+import pytest
+
+from tests.trainer.train_helpers import (
+    child_env,
+    demo_doc_texts,
+    run_config,
+    write_config,
+    write_prepared_corpus,
+)
+from trainer.events import read_events
 from worker import launcher
 
 
 def test_the_command_runs_torchrun_standalone_from_this_python(tmp_path):
     cmd = launcher.build_command(tmp_path, nproc_per_node=2, resume="/r/ckpt", shutdown_timeout=7)
-    assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert cmd[:3] == [sys.executable, "-m", "trainer.torchrun"]
     assert "--standalone" in cmd
     assert cmd[cmd.index("--nproc-per-node") + 1] == "2"
     assert cmd[cmd.index("--shutdown-timeout") + 1] == "7"
@@ -107,3 +117,40 @@ def test_find_wrappers_counts_each_launch_once_by_its_session_leader(tmp_path):
         for proc in (wrapper, twin):
             launcher.kill_tree(proc.pid)
             proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_a_stop_ends_train_log_with_one_line_and_no_traceback(tiny_model_dir, tmp_path):
+    corpus = write_prepared_corpus(tmp_path / "corpus", tiny_model_dir, demo_doc_texts(0, 200))
+    # Many steps, so the stop lands mid-run; no periodic checkpoints, so the one saved is the stop's.
+    cfg = run_config(
+        tiny_model_dir,
+        [(corpus, 1.0)],
+        **{"schedule.total_steps": 5000, "checkpoint.interval": 0, "eval.interval": 0},
+    )
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_config(run_dir / launcher.CONFIG_FILE, cfg)
+    proc = launcher.spawn(
+        launcher.build_command(run_dir, nproc_per_node=2, shutdown_timeout=60), run_dir, child_env()
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not any(e["kind"] == "metric" for e in read_events(run_dir)):
+            assert time.monotonic() < deadline, (run_dir / launcher.LOG_FILE).read_text()[-3000:]
+            time.sleep(0.2)
+        launcher.signal_group(proc.pid, signal.SIGTERM)  # what the supervisor does on a stop
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            launcher.kill_tree(proc.pid)
+    log = (run_dir / launcher.LOG_FILE).read_text()
+    status = [e for e in read_events(run_dir) if e["kind"] == "status"][-1]
+    assert status["data"]["state"] == "preempted", log[-3000:]
+    step = status["step"]
+    assert "Traceback" not in log and "SignalException" not in log, log[-3000:]
+    lines = [line for line in log.splitlines() if line.strip()]
+    assert lines[-1] == f"stop requested (SIGTERM): checkpoint saved at step {step}, exiting"
+    assert (
+        launcher.read_exit_code(run_dir) == 1
+    )  # torchrun's status for a signalled stop, as before
