@@ -14,6 +14,25 @@ def _fast_hasher_and_tmp_roots(settings, tmp_path):
     settings.PREPARED_ROOT = tmp_path / "prepared"
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's test database, plus: end stray sessions before it is dropped.
+
+    A live-server request thread can die holding its connection; PostgreSQL then refuses
+    to drop the test database ("being accessed by other users") and it is left behind.
+    """
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 @pytest.fixture
 def alice(django_user_model):
     return django_user_model.objects.create_user("alice", password="alice-pass-123")
