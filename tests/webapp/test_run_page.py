@@ -87,7 +87,7 @@ def test_compare_shows_the_chosen_visible_runs_only(alice_client, alice, bob):
     theirs = make_run(bob, name="theirs")
     for run in mine:
         add_metrics(run, range(1, 20))
-    ids = f"{mine[0].pk},{mine[1].pk},{theirs.pk},abc"
+    ids = f"{mine[0].pk},{mine[1].pk},{theirs.pk},abc,²,{10**30}"
     response = alice_client.get(f"/runs/compare/?ids={ids}")
     assert response.status_code == 200
     body = response.content.decode()
@@ -95,5 +95,53 @@ def test_compare_shows_the_chosen_visible_runs_only(alice_client, alice, bob):
     data = json.loads(body[body.index(">", start) + 1 : body.index("</script>", start)])
     assert [r["id"] for r in data["runs"]] == [mine[0].pk, mine[1].pk]
     assert "theirs" not in body
-    assert f"No such run: {theirs.pk}" in body
+    assert f"No such run: {theirs.pk}, {10**30}" in body
     assert "is not a run id" in body
+    assert "&#x27;²&#x27; is not a run id" in body
+
+
+def _config_table(body: str, table_id: str) -> str:
+    start = body.index(f'<table class="config-table" id="{table_id}">')
+    return body[start : body.index("</table>", start)]
+
+
+def test_compare_lists_the_config_keys_that_differ(alice_client, alice, bob):
+    base = {"optim": {"lr": 3e-05, "eps": 1e-08}, "data": {"seq_len": 1024}}
+    first = make_run(alice, name="low-lr")
+    second = make_run(alice, name="high-lr")
+    theirs = make_run(bob, name="theirs")
+    Run.objects.filter(pk=first.pk).update(config=base)
+    Run.objects.filter(pk=second.pk).update(config={**base, "optim": {"lr": 1e-4, "eps": 1e-08}})
+    Run.objects.filter(pk=theirs.pk).update(config={"secret": {"key": "bob-only-value"}})
+    response = alice_client.get(f"/runs/compare/?ids={first.pk},{second.pk},{theirs.pk}")
+    body = response.content.decode()
+    differing = _config_table(body, "config-diff-table")
+    assert '<tr data-key="optim.lr" class="differs">' in differing
+    assert "<td>3e-05</td><td>0.0001</td>" in differing
+    assert "data.seq_len" not in differing and "optim.eps" not in differing
+    everything = _config_table(body, "config-all-table")
+    assert (
+        '<tr data-key="data.seq_len"><td><code>data.seq_len</code></td><td>1024</td>' in everything
+    )
+    assert "bob-only-value" not in body and "secret" not in body
+
+
+def test_compare_escapes_config_values_and_says_when_nothing_differs(alice_client, alice):
+    hostile = {"name": "<script>alert(1)</script>", "data": {"<b>": "x"}}
+    runs = [make_run(alice, name=f"run-{i}") for i in range(2)]
+    Run.objects.filter(pk__in=[r.pk for r in runs]).update(config=hostile)
+    response = alice_client.get(f"/runs/compare/?ids={runs[0].pk},{runs[1].pk}&metric=lr")
+    body = response.content.decode()
+    assert "<script>alert(1)</script>" not in body and "<b>" not in body
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+    assert "data.&lt;b&gt;" in body
+    assert "The configs are the same." in body
+    assert 'id="config-diff-table"' not in body
+    assert '<option value="lr" selected>' in body
+
+
+def test_compare_ignores_an_unknown_metric(alice_client, alice):
+    run = make_run(alice)
+    body = alice_client.get(f"/runs/compare/?ids={run.pk}&metric=<x>").content.decode()
+    assert '<option value="loss" selected>' in body
+    assert "&lt;x&gt;" not in body and "<x>" not in body

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from webapp.accounts.permissions import get_visible_or_404, visible_to
 from webapp.jsonapi import BadRequest, json_view
-from webapp.runs import history
+from webapp.runs import config_diff, history
 from webapp.runs.models import Run
 from webapp.runs.serializers import checkpoint_dict, run_summary, sample_dict
 from worker import launcher
@@ -25,6 +25,14 @@ LOG_MAX_LINES = 5000
 LOG_MAX_LINE_CHARS = 2000  # a runaway progress bar must not fill the page
 COMPARE_MAX_RUNS = 10
 COMPARE_MAX_POINTS = 2000
+# The compare page's metric picker: value -> label (static/js/compare.js draws each).
+COMPARE_METRICS = {
+    "loss": "Loss (train + val)",
+    "lr": "Learning rate",
+    "grad_norm": "Gradient norm",
+    "tokens_per_s": "Tokens / s",
+    "mfu": "MFU",
+}
 
 
 def visible_run(request: HttpRequest, run_id: int) -> Run:
@@ -108,8 +116,12 @@ def samples_api(request: HttpRequest, run_id: int) -> HttpResponse:
 
 @require_GET
 def compare(request: HttpRequest) -> HttpResponse:
-    """Pick runs (``?ids=1&ids=2``) and overlay their loss curves."""
+    """Pick runs (``?ids=1&ids=2``), overlay a metric (``?metric=lr``) and list the
+    config keys whose values differ between them."""
     selected = _compare_ids(request)
+    metric = request.GET.get("metric", "loss")
+    if metric not in COMPARE_METRICS:
+        metric = "loss"
     runs = visible_to(request.user, Run.objects.select_related("owner"))
     chosen = sorted(runs.filter(pk__in=selected), key=lambda r: selected.index(r.pk))
     if len(chosen) != len(selected):
@@ -121,6 +133,10 @@ def compare(request: HttpRequest) -> HttpResponse:
         {
             "candidates": runs[:100],
             "selected": {r.pk for r in chosen},
+            "chosen": chosen,
+            "metrics": COMPARE_METRICS,
+            "metric": metric,
+            "configs": config_diff.compare_configs([r.config for r in chosen]),
             "page_data": {
                 "runs": [{"id": r.pk, "name": r.name, "state": r.state} for r in chosen],
                 "max_points": COMPARE_MAX_POINTS,
@@ -156,7 +172,7 @@ def _compare_ids(request: HttpRequest) -> list[int]:
     ids: list[int] = []
     for raw in request.GET.getlist("ids"):
         for part in filter(None, (p.strip() for p in raw.split(","))):
-            if part.isdigit():
+            if part.isascii() and part.isdigit():  # "²" is a digit to str.isdigit, not to int()
                 ids.append(int(part))
             else:
                 messages.error(request, f"ids: {part[:20]!r} is not a run id")
