@@ -73,5 +73,5 @@ app.conf.include = [
     "worker.tasks",  # ping, worker registration + heartbeat, lost-run sweep (beat)
     "worker.run_tasks",  # run_training, follow_run
     "worker.dataset_tasks",  # validate_dataset, expire_uploads (beat)
-    "worker.checkpoint_tasks",  # export_checkpoint, generate_sample
+    "worker.checkpoint_tasks",  # export_checkpoint, generate_sample, delete_checkpoint
 ]

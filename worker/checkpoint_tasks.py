@@ -19,3 +19,11 @@ def generate_sample_task(sample_id: int) -> bool:
     from worker.checkpoints import generate_sample
 
     return generate_sample(sample_id)
+
+
+@app.task(name="worker.delete_checkpoint", acks_late=True)
+def delete_checkpoint_task(checkpoint_id: int) -> int:
+    """Remove a deleted checkpoint's files (see :func:`worker.checkpoints.delete_checkpoint`)."""
+    from worker.checkpoints import delete_checkpoint
+
+    return delete_checkpoint(checkpoint_id)

@@ -1,4 +1,5 @@
-"""Checkpoint work the web app hands to the worker: export to HF format, generate a sample.
+"""Checkpoint work the web app hands to the worker: export to HF format, generate a
+sample, remove a deleted checkpoint's files.
 
 Plain functions (the Celery tasks in ``checkpoint_tasks.py`` only wrap them). Each
 claims its row with a conditional update (queued -> running) so a redelivered task
@@ -14,6 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +34,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXPORT_TIMEOUT_S = 6 * 3600
 GENERATE_TIMEOUT_S = 15 * 60
 ERROR_TAIL_CHARS = 4000
+# A deleted checkpoint's folder is renamed to ``checkpoints/.deleting-<pk>-<token>`` before
+# its files are removed: no ``step-N`` name, so nothing that lists committed checkpoints
+# (retention, the resume picker, ``--resume latest``) ever sees a half-removed folder.
+TRASH_PREFIX = ".deleting-"
 
 
 class CLIError(RuntimeError):
@@ -61,6 +69,65 @@ def resolve_inside(root: Path, relative: str) -> Path:
     if target != base and base not in target.parents:
         raise PathEscapeError(f"path leaves the run directory: {relative!r}")
     return target
+
+
+def checkpoint_folder(run_dir: Path, relative: str) -> Path:
+    """A checkpoint row's folder: resolved inside ``run_dir`` and directly under its
+    ``checkpoints/`` (a row naming the run directory, ``checkpoints/`` itself or anything
+    else is refused with :class:`PathEscapeError`)."""
+    folder = resolve_inside(run_dir, relative)
+    if folder.parent != resolve_inside(run_dir, "checkpoints"):
+        raise PathEscapeError(f"not a checkpoint folder of this run: {relative!r}")
+    return folder
+
+
+def move_to_trash(run_dir: Path, checkpoint: Checkpoint) -> Path | None:
+    """Rename a checkpoint's folder out of the ``step-N`` namespace (one atomic rename, so
+    cheap enough for a web request); returns the new path, or None when the folder is
+    already gone. Raises :class:`PathEscapeError` or ``OSError``."""
+    folder = checkpoint_folder(run_dir, checkpoint.path)
+    # The token keeps names unique: a step can be written, deleted, rewritten (a resume
+    # from before it) and deleted again before the first removal ran.
+    trash = folder.parent / f"{TRASH_PREFIX}{checkpoint.pk}-{secrets.token_hex(4)}"
+    try:
+        os.rename(folder, trash)
+    except FileNotFoundError:  # removed already (trainer retention, an earlier request)
+        return None
+    return trash
+
+
+def delete_checkpoint(checkpoint_id: int) -> int:
+    """Remove the files of a deleted checkpoint (what :func:`move_to_trash` moved aside)
+    and tell the run page; returns how many folders were removed.
+
+    Only ``checkpoints/.deleting-<pk>-*`` of the row's own run is touched, whatever the
+    row's path says, so a second delivery (or a row that a resume has since revived at
+    the same step) removes nothing else.
+    """
+    ckpt = Checkpoint.objects.filter(pk=checkpoint_id).first()
+    if ckpt is None:
+        return 0
+    removed = 0
+    try:
+        root = resolve_inside(ckpt.run.run_dir, "checkpoints")
+    except PathEscapeError:
+        log.warning("run %s: checkpoints/ leaves the run directory; nothing removed", ckpt.run_id)
+        return 0
+    for entry in sorted(root.glob(f"{TRASH_PREFIX}{ckpt.pk}-*")):
+        if entry.is_symlink() or not entry.is_dir():  # never ours: do not follow or remove
+            log.warning("run %s: skipping %s (not a folder)", ckpt.run_id, entry.name)
+            continue
+        try:
+            shutil.rmtree(entry)
+        except FileNotFoundError:
+            pass  # a concurrent delivery got there first
+        except OSError:
+            log.exception("run %s: could not remove %s", ckpt.run_id, entry.name)
+            continue
+        removed += 1
+    if ckpt.deleted:
+        _notify_checkpoint(ckpt)
+    return removed
 
 
 def export_dir_for(checkpoint: Checkpoint) -> str:

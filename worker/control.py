@@ -78,18 +78,19 @@ def committed_checkpoints(run: Run) -> list[tuple[int, str]]:
 def resolve_checkpoint(run: Run, checkpoint_path: str) -> tuple[int, str]:
     """(step, folder) for "latest" or a folder of this run; ControlError if unusable."""
     on_disk = committed_checkpoints(run)
+    # Rows flagged deleted are never resumed from: folders a resume abandoned (still on
+    # disk) and checkpoints a user deleted (see webapp.runs.checkpoint_views.delete).
+    deleted = set(Checkpoint.objects.filter(run=run, deleted=True).values_list("path", flat=True))
     if checkpoint_path in ("", "latest"):
-        # "latest" of the current timeline: folders a resume abandoned are flagged deleted.
-        abandoned = set(
-            Checkpoint.objects.filter(run=run, deleted=True).values_list("path", flat=True)
-        )
-        usable = [c for c in on_disk if c[1] not in abandoned]
+        usable = [c for c in on_disk if c[1] not in deleted]
         if not usable:
             raise ControlError("checkpoint", "this run has no committed checkpoint to resume from")
         return usable[-1]
     path = checkpoint_path.strip().rstrip("/")
     if not CHECKPOINT_DIR.match(path):
         raise ControlError("checkpoint", "expected a folder like checkpoints/step-000200")
+    if path in deleted:
+        raise ControlError("checkpoint", f"{path} was deleted")
     for step, rel in on_disk:
         if rel == path:
             return step, rel

@@ -174,6 +174,22 @@ def test_a_base_model_id_with_a_different_path_or_a_non_integer_id_is_refused(cs
     assert not Run.objects.exists()
 
 
+def test_a_model_outside_base_model_roots_is_a_field_error_at_launch(
+    csrf_client, alice, settings, tmp_path
+):
+    model, data = make_model(alice, path=str(tmp_path / "models" / "tiny")), make_dataset(alice)
+    config = run_config(model, [data])
+    del config["model"]
+    settings.BASE_MODEL_ROOTS = [str(tmp_path / "other-models")]  # narrowed since registration
+    response = post_json(csrf_client, {"base_model": model.pk, "config": config})
+    assert response.status_code == 400, response.content
+    assert "local models must be under" in response.json()["errors"]["base_model"]
+    assert not Run.objects.exists()
+    settings.BASE_MODEL_ROOTS = [str(tmp_path / "models")]
+    response = post_json(csrf_client, {"base_model": model.pk, "config": config})
+    assert response.status_code == 201, response.content
+
+
 def test_a_path_that_is_no_registered_model_is_still_refused(csrf_client, alice):
     config = run_config(make_model(alice), [make_dataset(alice)])
     config["model"]["path"] = "/etc"

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import tarfile
 
 import pytest
+import redis
+from django.conf import settings
 
+from tests.webapp.channel_listener import Listener
 from tests.webapp.runpage_helpers import make_checkpoint, make_run
+from trainer.checkpoint import list_checkpoints
 from webapp.runs.models import Checkpoint, Run, Sample
+from worker.checkpoints import delete_checkpoint, move_to_trash
+from worker.control import committed_checkpoints, queue_resume
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def listener():
+    with Listener() as listening:
+        yield listening
 
 
 def _url(ckpt: Checkpoint, action: str) -> str:
@@ -85,6 +98,80 @@ def test_delete_of_a_finished_runs_latest_checkpoint_is_allowed(alice_client, al
     alice_client.post(_url(latest, "delete/"))
     assert Checkpoint.objects.get(pk=latest.pk).deleted
     assert alice_client.get(_url(latest, "files/")).status_code == 404
+
+
+def test_delete_moves_the_folder_aside_and_leaves_removing_its_files_to_a_cpu_task(
+    alice_client, alice, django_capture_on_commit_callbacks
+):
+    redis.Redis.from_url(settings.REDIS_URL).delete("cpu")  # no stale tasks from earlier runs
+    run = make_run(alice, state=Run.State.STOPPED)
+    for step in (100, 200):
+        make_checkpoint(run, step)
+    latest = make_checkpoint(run, 300)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = alice_client.post(_url(latest, "delete/"), follow=True)
+    assert "Checkpoint of step 300 deleted." in response.content.decode()
+    assert Checkpoint.objects.get(pk=latest.pk).deleted
+    # The request only renamed the folder: its shards are still there, out of step-N.
+    (trash,) = (run.run_dir / "checkpoints").glob(f".deleting-{latest.pk}-*")
+    assert (trash / "__0_0.distcp").read_bytes() == b"x" * 300
+    assert not (run.run_dir / latest.path).exists()
+    assert len(callbacks) == 1
+    (message,) = redis.Redis.from_url(settings.REDIS_URL).lrange("cpu", 0, -1)
+    assert json.loads(message)["headers"]["task"] == "worker.delete_checkpoint"
+    # Nothing that looks for committed checkpoints sees the folder being removed.
+    assert [step for step, _ in list_checkpoints(run.run_dir)] == [100, 200]
+    assert [step for step, _ in committed_checkpoints(run)] == [100, 200]
+    queue_resume(run, "latest")
+    run.refresh_from_db()
+    assert run.resume_from == "checkpoints/step-000200"
+    redis.Redis.from_url(settings.REDIS_URL).delete("cpu")
+
+
+def test_the_delete_task_removes_only_that_checkpoints_files_and_may_run_twice(alice, listener):
+    run = make_run(alice, state=Run.State.COMPLETED)
+    keep, gone = make_checkpoint(run, 100), make_checkpoint(run, 200)
+    Checkpoint.objects.filter(pk=gone.pk).update(deleted=True)
+    gone.refresh_from_db()
+    trash = move_to_trash(run.run_dir, gone)
+    other = run.run_dir / "checkpoints" / f".deleting-{keep.pk}-0000"  # another row's
+    other.mkdir()
+    listener.join(run.pk)
+    assert delete_checkpoint(gone.pk) == 1
+    assert not trash.exists() and other.is_dir()
+    assert (run.run_dir / keep.path / ".metadata").is_file()
+    (row,) = listener.receive()["payload"]["checkpoints"]
+    assert (row["id"], row["deleted"]) == (gone.pk, True)  # the run page drops the row
+    assert delete_checkpoint(gone.pk) == 0  # a redelivery finds nothing left to remove
+
+
+def test_the_delete_task_never_follows_a_planted_symlink(alice, tmp_path):
+    run = make_run(alice, state=Run.State.COMPLETED)
+    ckpt = make_checkpoint(run, 100)
+    Checkpoint.objects.filter(pk=ckpt.pk).update(deleted=True)
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    (outside / "data").write_text("keep me")
+    (run.run_dir / "checkpoints" / f".deleting-{ckpt.pk}-link").symlink_to(outside)
+    assert delete_checkpoint(ckpt.pk) == 0
+    assert (outside / "data").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("path", ["checkpoints", ".", "checkpoints/../../elsewhere", "other/x"])
+def test_delete_refuses_a_row_whose_path_is_no_checkpoint_folder_of_the_run(
+    alice_client, alice, path, django_capture_on_commit_callbacks
+):
+    run = make_run(alice, state=Run.State.COMPLETED)
+    make_checkpoint(run, 100)
+    ckpt = make_checkpoint(run, 200)
+    Checkpoint.objects.filter(pk=ckpt.pk).update(path=path)
+    (run.run_dir / "other/x").mkdir(parents=True)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = alice_client.post(_url(ckpt, "delete/"), follow=True)
+    assert "not a folder of this run; not deleted" in response.content.decode()
+    assert not Checkpoint.objects.get(pk=ckpt.pk).deleted and not callbacks
+    assert (run.run_dir / "checkpoints/step-000100/.metadata").is_file()
+    assert (run.run_dir / "other/x").is_dir()
 
 
 def test_export_queues_once_and_sends_the_task(

@@ -1,15 +1,53 @@
-"""The worker side of checkpoint actions: the real trainer CLIs export and generate."""
+"""The worker side of checkpoint actions: the real trainer CLIs export and generate, and a
+real Celery worker removes a deleted checkpoint's files."""
 
 from __future__ import annotations
 
 import pytest
+import redis
+from django.conf import settings
 
+from tests.stack import celery_worker_args, process, wait_for
 from tests.trainer.inference_fixtures import write_checkpoint
-from tests.webapp.runpage_helpers import make_run
+from tests.webapp.channel_listener import Listener
+from tests.webapp.runpage_helpers import make_checkpoint, make_run
 from webapp.runs.models import Checkpoint, Run, Sample
 from worker.checkpoints import export_checkpoint, generate_sample
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+
+@pytest.fixture
+def listener():
+    with Listener() as listening:
+        yield listening
+
+
+def test_a_real_worker_removes_a_deleted_checkpoints_files_and_tells_the_page(
+    transactional_db, alice_client, alice, listener, tmp_path
+):
+    redis.Redis.from_url(settings.REDIS_URL).delete("cpu")  # no stale tasks from earlier runs
+    run = make_run(alice, state=Run.State.RUNNING)
+    old = make_checkpoint(run, 100, files={".metadata": b"m", "__0_0.distcp": b"x" * 4096})
+    make_checkpoint(run, 200)
+    listener.join(run.pk)
+    checkpoints = run.run_dir / "checkpoints"
+    with process(celery_worker_args("ckpt", queues="cpu", concurrency=1), tmp_path / "w.log"):
+        response = alice_client.post(f"/runs/{run.pk}/checkpoints/{old.pk}/delete/", follow=True)
+        assert "Checkpoint of step 100 deleted." in response.content.decode()
+        shown = [c["step"] for c in response.context["page_data"]["checkpoints"]]
+        assert shown == [200]  # gone from the page before its files are
+        wait_for(
+            lambda: not list(checkpoints.glob(".deleting-*")),
+            timeout=90,
+            what="the worker to remove the checkpoint's files",
+        )
+        update = listener.receive()
+    log = (tmp_path / "w.log").read_text()
+    assert "worker.delete_checkpoint" in log, log
+    (row,) = update["payload"]["checkpoints"]
+    assert (row["id"], row["deleted"]) == (old.pk, True)
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step-000200"]
 
 
 def test_export_and_sample_run_the_trainer_clis_and_record_the_outcome(alice, tiny_model_dir):

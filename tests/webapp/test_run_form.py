@@ -9,6 +9,7 @@ from django.conf import settings
 
 from tests.webapp.web_factories import make_dataset, make_model, make_run
 from trainer.config import TrainConfig, parse_config
+from webapp.basemodels.models import BaseModel
 from webapp.runs.config_form import schema_fields
 from webapp.runs.models import Run, RunDataset
 
@@ -147,6 +148,36 @@ def test_datasets_that_are_not_ready_are_not_offered(alice_client, alice, choice
     response = post_form(alice_client, model, [pending])
     assert "datasets" in response.context["form"].errors
     assert "pending" not in response.content.decode()
+
+
+def test_launch_checks_the_models_folder_against_base_model_roots_again(
+    alice_client, alice, settings, tmp_path
+):
+    models = tmp_path / "models"
+    (models / "tiny").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (models / "sneaky").symlink_to(tmp_path / "elsewhere")  # inside by name only
+    inside = make_model(alice, "inside", path=str(models / "tiny"))
+    sneaky = make_model(alice, "sneaky", path=str(models / "sneaky"))
+    hub = make_model(alice, "hub", path=str(tmp_path / "hf-cache" / "snapshot"))
+    BaseModel.objects.filter(pk=hub.pk).update(source="org/tiny")  # a hub id: not a folder
+    data = make_dataset(alice, "domain")
+    settings.BASE_MODEL_ROOTS = [str(models)]
+
+    refused = post_form(alice_client, sneaky, [data])
+    assert set(refused.context["form"].errors) == {"base_model"}
+    assert "local models must be under" in refused.context["form"].errors["base_model"][0]
+    assert post_form(alice_client, inside, [data]).status_code == 302
+    assert post_form(alice_client, hub, [data]).status_code == 302  # never held to the roots
+
+    settings.BASE_MODEL_ROOTS = [str(tmp_path / "narrower")]  # narrowed after registration
+    response = post_form(alice_client, inside, [data])
+    assert set(response.context["form"].errors) == {"base_model"}
+    assert str(tmp_path / "narrower") in response.context["form"].errors["base_model"][0]
+    assert Run.objects.count() == 2
+
+    settings.BASE_MODEL_ROOTS = []  # empty: any folder, as at registration
+    assert post_form(alice_client, sneaky, [data]).status_code == 302
 
 
 def test_another_users_model_and_dataset_cannot_be_chosen(alice_client, bob, choices):

@@ -57,6 +57,18 @@ def test_latest_skips_checkpoints_a_resume_abandoned(alice):
     assert run.resume_from == "checkpoints/step-000004"
 
 
+def test_resume_refuses_a_checkpoint_flagged_deleted_even_while_its_folder_is_on_disk(alice):
+    run = make_run(alice, state=Run.State.STOPPED)
+    for step in (4, 8):
+        commit_checkpoint(run.run_dir, step)
+    Checkpoint.objects.create(run=run, step=8, path="checkpoints/step-000008", deleted=True)
+    with pytest.raises(ControlError, match="was deleted") as exc:
+        queue_resume(run, "checkpoints/step-000008")
+    assert exc.value.field == "checkpoint"
+    run.refresh_from_db()
+    assert (run.state, run.resume_from) == (Run.State.STOPPED, "")
+
+
 def test_resume_refuses_an_active_run(alice):
     run = make_run(alice, state=Run.State.RUNNING)
     with pytest.raises(ControlError) as exc:

@@ -34,21 +34,38 @@ class ModelInfo:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def is_local_source(source: str) -> bool:
+    """Whether a model source names a local directory (else it is a hub id)."""
+    return source.strip().startswith(("/", "~", "."))
+
+
+def check_model_root(path: str | Path) -> Path:
+    """``path`` resolved (symlinks followed); :class:`ModelCheckError` unless it lies under
+    one of ``BASE_MODEL_ROOTS``. An empty setting allows any folder.
+
+    Registration checks the source with it, and launching a run checks the registered
+    model's path again: the setting may have narrowed, or a symlink moved, since.
+    """
+    resolved = Path(path).expanduser().resolve()
+    roots = [Path(r).resolve() for r in getattr(settings, "BASE_MODEL_ROOTS", [])]
+    if roots and not any(resolved.is_relative_to(r) for r in roots):
+        raise ModelCheckError("local models must be under " + ", ".join(str(r) for r in roots))
+    return resolved
+
+
 def resolve_source(source: str) -> Path:
     """The directory ``from_pretrained`` should load for ``source`` (never downloads)."""
     source = source.strip()
     if not source:
         raise ModelCheckError("source: give a local directory or a hub id")
-    if source.startswith(("/", "~", ".")):
+    if is_local_source(source):
         path = Path(source).expanduser()
         if not path.is_absolute():
             raise ModelCheckError("source: a local directory must be an absolute path")
-        path = path.resolve()
-        roots = [Path(r).resolve() for r in getattr(settings, "BASE_MODEL_ROOTS", [])]
-        if roots and not any(path.is_relative_to(r) for r in roots):
-            raise ModelCheckError(
-                "source: local models must be under " + ", ".join(str(r) for r in roots)
-            )
+        try:
+            path = check_model_root(path)
+        except ModelCheckError as exc:
+            raise ModelCheckError(f"source: {exc}") from None
         if not path.is_dir():
             raise ModelCheckError(f"source: {path} is not a directory on the server")
         if not (path / "config.json").is_file():

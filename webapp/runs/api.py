@@ -4,9 +4,9 @@ Same permissions as the pages (own objects, staff all; another user's run is a 4
 session auth, CSRF on POST. ``POST /api/runs/`` takes ``{"config": {...}}`` and,
 optionally, ``"base_model": <id>`` of a registered base model the user may use, whose path
 the server writes into ``config.model.path``; a path the client sends itself must name a
-registered model it may use (registration is what checks ``BASE_MODEL_ROOTS``). Metrics
-after a step and the log live on the run page's endpoints (``/api/runs/<id>/metrics``,
-``/api/runs/<id>/log``).
+registered model it may use (registration checks ``BASE_MODEL_ROOTS``, and ``RunForm``
+checks a local model's folder against them again at launch). Metrics after a step and the
+log live on the run page's endpoints (``/api/runs/<id>/metrics``, ``/api/runs/<id>/log``).
 """
 
 from __future__ import annotations

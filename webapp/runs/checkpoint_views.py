@@ -1,14 +1,15 @@
 """Checkpoint actions on the run page: resume, export (+ download), sample, delete, files.
 
 Actions are HTML form posts that redirect back to the run page with a message;
-long work (export, generation) goes to Celery on queue ``cpu``. Paths come only
-from rows and are resolved with :func:`worker.checkpoints.resolve_inside`, so a
-path from the browser or a planted symlink never leaves the run directory.
+long work (export, generation, removing a deleted checkpoint's files) goes to Celery
+on queue ``cpu``. Paths come only from rows and are resolved with
+:func:`worker.checkpoints.resolve_inside`, so a path from the browser or a planted
+symlink never leaves the run directory.
 """
 
 from __future__ import annotations
 
-import shutil
+import logging
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,9 @@ from django.views.decorators.http import require_GET, require_POST
 from webapp.jsonapi import BadRequest, json_view
 from webapp.runs.models import Checkpoint, Run, Sample
 from webapp.runs.page_views import visible_run
-from worker.checkpoints import PathEscapeError, resolve_inside
+from worker.checkpoints import PathEscapeError, checkpoint_folder, move_to_trash, resolve_inside
+
+log = logging.getLogger(__name__)
 
 PROMPT_MAX_CHARS = 4000
 MAX_NEW_TOKENS = 1024
@@ -123,7 +126,14 @@ def generate(request: HttpRequest, run_id: int, checkpoint_id: int) -> HttpRespo
 
 @require_POST
 def delete(request: HttpRequest, run_id: int, checkpoint_id: int) -> HttpResponse:
-    """Delete a checkpoint folder; never the latest one of an active run (it resumes from it)."""
+    """Delete a checkpoint; never the latest one of an active run (it resumes from it).
+
+    The row is flagged deleted and the folder renamed out of ``checkpoints/step-N``
+    (one rename), so the page, retention and the resume picker stop seeing it at once;
+    removing gigabytes of shards is a task on queue ``cpu``.
+    """
+    from worker.checkpoint_tasks import delete_checkpoint_task
+
     run, ckpt = _checkpoint(request, run_id, checkpoint_id)
     latest = run.checkpoints.filter(deleted=False).order_by("-step").first()
     if run.is_active and latest and latest.pk == ckpt.pk:
@@ -133,15 +143,23 @@ def delete(request: HttpRequest, run_id: int, checkpoint_id: int) -> HttpRespons
         messages.error(request, "This checkpoint is being exported; delete it afterwards.")
         return _back(run)
     try:
-        folder = resolve_inside(run.run_dir, ckpt.path)
+        checkpoint_folder(run.run_dir, ckpt.path)
     except PathEscapeError:
-        messages.error(request, "Checkpoint path is outside the run directory; not deleted.")
+        messages.error(request, "Checkpoint path is not a folder of this run; not deleted.")
         return _back(run)
-    if folder == run.run_dir.resolve():
-        messages.error(request, "Checkpoint path is the run directory itself; not deleted.")
-        return _back(run)
-    Checkpoint.objects.filter(pk=ckpt.pk).update(deleted=True)
-    shutil.rmtree(folder, ignore_errors=True)
+    with transaction.atomic():
+        # Conditional update: of two clicks (or tabs), one deletes, the other is told.
+        if not Checkpoint.objects.filter(pk=ckpt.pk, deleted=False).update(deleted=True):
+            messages.error(request, f"Checkpoint of step {ckpt.step} is already deleted.")
+            return _back(run)
+        try:
+            move_to_trash(run.run_dir, ckpt)
+        except (OSError, PathEscapeError):  # e.g. permissions, or a symlink planted since
+            transaction.set_rollback(True)  # the folder is still in place: keep its row
+            log.exception("run %s: could not move %s aside", run.pk, ckpt.path)
+            messages.error(request, f"Checkpoint of step {ckpt.step} could not be deleted.")
+            return _back(run)
+        transaction.on_commit(lambda: delete_checkpoint_task.apply_async((ckpt.pk,), queue="cpu"))
     messages.success(request, f"Checkpoint of step {ckpt.step} deleted.")
     return _back(run)
 

@@ -17,6 +17,7 @@ from django import forms
 from trainer.config import DATASET_PLACEHOLDER, ConfigError, TrainConfig, parse_config
 from webapp.accounts.permissions import visible_to
 from webapp.basemodels.models import BaseModel
+from webapp.basemodels.probe import ModelCheckError, check_model_root, is_local_source
 from webapp.datasets.models import Dataset
 from webapp.runs import config_form
 
@@ -80,6 +81,18 @@ class RunForm(forms.Form):
         ]
 
     # -- validation -------------------------------------------------------------------
+    def clean_base_model(self) -> BaseModel:
+        """The chosen model, its folder checked against ``BASE_MODEL_ROOTS`` again (the
+        setting may have narrowed since it was registered). Hub models live in the local
+        Hugging Face cache, which registration never held to the roots either."""
+        model = self.cleaned_data["base_model"]
+        if is_local_source(model.source):
+            try:
+                check_model_root(model.path)
+            except ModelCheckError as exc:
+                raise forms.ValidationError(f"{model.name}: {exc}; register it there") from None
+        return model
+
     def selected_datasets(self) -> list[tuple[Dataset, float]]:
         """Chosen datasets (by id order) with their weights (1.0 when left blank)."""
         chosen = sorted(self.cleaned_data.get("datasets") or [], key=lambda d: d.pk)
