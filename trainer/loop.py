@@ -9,6 +9,13 @@ Stopping: SIGTERM/SIGINT only set a flag. At the end of the step all ranks
 agree (the flag rides on the loss all-reduce), save a checkpoint, write status
 ``preempted`` and exit with :data:`EXIT_PREEMPTED`. ``stop_after_steps`` does
 exactly the same at a chosen step (a deterministic preemption for tests/ops).
+
+Fencing (``attempt`` set, ``--attempt N``): a newer attempt of the run may have been
+started elsewhere while this one was cut off from the worker (trainer/fence.py). Rank 0
+reads ``attempt.json`` once per step and the answer rides on the same end-of-step
+all-reduce; it is read again (one small collective) before every checkpoint save. Once
+it names a newer attempt, every rank returns :data:`EXIT_SUPERSEDED` at once: no
+checkpoint, no more events, the reason on stderr.
 """
 
 from __future__ import annotations
@@ -30,12 +37,13 @@ from trainer import checkpoint as ckpt
 from trainer.config import TrainConfig, dump_config
 from trainer.distributed import DistInfo, all_reduce_sum, init_distributed, teardown
 from trainer.events import EventWriter
+from trainer.fence import ATTEMPT_FILE, EXIT_SUPERSEDED, superseded
 from trainer.flops import flops_per_token, mfu, peak_flops
 from trainer.model_setup import broadcast_weights, check_tokenizer, load_model, parallelize
 from trainer.optim import build_optimizer, build_scheduler, clip_grad_norm
 from trainer.sampler import MixtureSampler, ValidationWindows
 
-__all__ = ["EXIT_COMPLETED", "EXIT_FAILED", "EXIT_PREEMPTED", "run_training"]
+__all__ = ["EXIT_COMPLETED", "EXIT_FAILED", "EXIT_PREEMPTED", "EXIT_SUPERSEDED", "run_training"]
 
 EXIT_COMPLETED = 0
 EXIT_FAILED = 1
@@ -83,11 +91,17 @@ class Trainer:
     """Holds the sharded model, optimizer, data and state of one run."""
 
     def __init__(
-        self, cfg: TrainConfig, run_dir: Path, info: DistInfo, events: EventWriter
+        self,
+        cfg: TrainConfig,
+        run_dir: Path,
+        info: DistInfo,
+        events: EventWriter,
+        attempt: int | None = None,
     ) -> None:
         from trainer.shards import PreparedCorpus
 
         self.cfg, self.run_dir, self.info, self.events = cfg, run_dir, info, events
+        self.attempt = attempt  # None: no fencing (the standalone CLI without --attempt)
         _seed_everything(cfg.seed)
         if info.device.type == "cpu":
             # Cheap on CPU and what makes resumed losses bit-for-bit equal.
@@ -128,8 +142,9 @@ class Trainer:
         self.last_val_loss: float | None = None
 
     # -- one step ---------------------------------------------------------------
-    def train_step(self, stop_requested: bool) -> tuple[float, float, bool]:
-        """One optimizer step; returns (global mean loss, grad norm, any rank asked to stop)."""
+    def train_step(self, stop_requested: bool) -> tuple[float, float, bool, int]:
+        """One optimizer step; returns (global mean loss, grad norm, any rank asked to stop,
+        the newer attempt ``attempt.json`` names or 0)."""
         dev = self.info.device
         batches = self.sampler.next_step()
         # Target tokens of the whole global batch, known before backward so every
@@ -151,10 +166,41 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
-        total_loss, stops = all_reduce_sum([float(loss_sum), 1.0 if stop_requested else 0.0], dev)
+        # Read as late as possible before the metric is written; only rank 0 reads, so
+        # the sum is its answer, and every rank gets it from the all-reduce it does anyway.
+        newer = float(self._newer_attempt_here())
+        total_loss, stops, newer = all_reduce_sum(
+            [float(loss_sum), 1.0 if stop_requested else 0.0, newer], dev
+        )
         self.state.step += 1
         self.state.tokens_seen += int(global_tokens)
-        return total_loss / global_tokens, grad_norm, stops > 0
+        return total_loss / global_tokens, grad_norm, stops > 0, int(newer)
+
+    # -- fencing ----------------------------------------------------------------
+    def _newer_attempt_here(self) -> int:
+        """Rank 0: the newer attempt ``attempt.json`` names, or 0 (other ranks: 0)."""
+        if self.attempt is None or not self.info.is_main:
+            return 0
+        return superseded(self.run_dir, self.attempt) or 0
+
+    def _newer_attempt_everywhere(self) -> int:
+        """:meth:`_newer_attempt_here` agreed by all ranks (a collective when fencing)."""
+        if self.attempt is None:  # the same on every rank: all skip the collective
+            return 0
+        (newer,) = all_reduce_sum([float(self._newer_attempt_here())], self.info.device)
+        return int(newer)
+
+    def _stand_down(self, newer: int, step: int) -> int:
+        """Leave the run directory to attempt ``newer``: nothing more is written there."""
+        if self.info.is_main:
+            # train.log, not events.jsonl: the worker of the newer attempt follows that file.
+            print(
+                f"superseded: {ATTEMPT_FILE} names attempt {newer}, this is attempt "
+                f"{self.attempt}: exiting at step {step} without a checkpoint or events",
+                file=sys.stderr,
+                flush=True,
+            )
+        return EXIT_SUPERSEDED
 
     @torch.no_grad()
     def evaluate(self) -> float | None:
@@ -202,8 +248,11 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------
     def fit(self, resume: str | None, stop_after_steps: int | None, stop: _StopFlag) -> int:
-        """Train to the end (EXIT_COMPLETED) or until a stop (EXIT_PREEMPTED)."""
+        """Train to the end (EXIT_COMPLETED), until a stop (EXIT_PREEMPTED) or until a
+        newer attempt takes the run over (EXIT_SUPERSEDED)."""
         cfg = self.cfg
+        if newer := self._newer_attempt_everywhere():
+            return self._stand_down(newer, self.state.step)
         if self.info.is_main:
             (self.run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
         start = ckpt.resolve_resume(self.run_dir, resume)
@@ -224,9 +273,14 @@ class Trainer:
             # The lr this step uses (the scheduler moves on inside train_step).
             lr = self.optimizer.param_groups[0]["lr"]
             t0 = time.perf_counter()
-            loss, grad_norm, stopping = self.train_step(stop.signal is not None)
+            loss, grad_norm, stopping, newer = self.train_step(stop.signal is not None)
             window_time += time.perf_counter() - t0  # train_step ends in a sync (all-reduce)
             step = self.state.step
+            if newer:
+                # Not a fence without a window: attempt.json may change right after rank
+                # 0 read it, so this step's metric (and eval) may still land after the
+                # change; the next step's read stops it. Bounded by one step.
+                return self._stand_down(newer, step)
             self.last_loss = loss
             window_tokens += self.cfg.tokens_per_step(self.info.world_size)
             window_steps += 1
@@ -258,6 +312,12 @@ class Trainer:
                 or preempt
                 or (cfg.checkpoint.interval and step % cfg.checkpoint.interval == 0)
             ):
+                # Checked again right before saving (an eval may have taken a while): a
+                # superseded save could replace the newer attempt's folder at the same
+                # step or delete its checkpoints in retention. The window between this
+                # check and the end of the save (the save's duration) remains.
+                if newer := self._newer_attempt_everywhere():
+                    return self._stand_down(newer, step)
                 self.save()
             if preempt and not final:
                 why = (
@@ -280,15 +340,22 @@ class Trainer:
 
 
 def run_training(
-    cfg: TrainConfig, run_dir: Path, resume: str | None = None, stop_after_steps: int | None = None
+    cfg: TrainConfig,
+    run_dir: Path,
+    resume: str | None = None,
+    stop_after_steps: int | None = None,
+    attempt: int | None = None,
 ) -> int:
-    """Run (or resume) a training job in this process; returns the exit code."""
+    """Run (or resume) a training job in this process; returns the exit code.
+
+    ``attempt``: fence on ``attempt.json`` (see the module docstring); None: no fencing.
+    """
     stop = _StopFlag()
     stop.install()
     info = init_distributed(cfg.parallel.device)
     events = EventWriter(run_dir, enabled=info.is_main)
     try:
-        trainer = Trainer(cfg, run_dir, info, events)
+        trainer = Trainer(cfg, run_dir, info, events, attempt=attempt)
         return trainer.fit(resume, stop_after_steps, stop)
     except BaseException as exc:
         events.status("failed", f"{type(exc).__name__}: {exc}")

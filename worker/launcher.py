@@ -42,6 +42,7 @@ def build_command(
     resume: str | None = None,
     shutdown_timeout: int = 120,
     module: str = "trainer.train",
+    attempt: int | None = None,
 ) -> list[str]:
     """The torchrun command line for one node.
 
@@ -49,7 +50,9 @@ def build_command(
     the traceback it would leave in ``train.log`` on every stop.
     ``--standalone`` gives each launch its own rendezvous on a free port, so several
     runs on one host never fight over a port. ``resume`` is "latest" or a checkpoint
-    folder; ``module`` is only replaced by tests.
+    folder; ``attempt`` is passed as ``--attempt N`` (the trainer stops once
+    ``attempt.json`` names a newer one: trainer/fence.py); ``module`` is only replaced
+    by tests.
     """
     if nproc_per_node < 1:
         raise ValueError(f"nproc_per_node must be >= 1, got {nproc_per_node}")
@@ -62,6 +65,8 @@ def build_command(
     ]  # fmt: skip
     if resume:
         cmd += ["--resume", resume]
+    if attempt is not None:
+        cmd += ["--attempt", str(attempt)]
     return cmd
 
 

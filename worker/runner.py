@@ -8,6 +8,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from trainer.config import ConfigError, check_paths, dump_config, parse_config
+from trainer.fence import write_attempt
 from webapp.runs.models import Checkpoint, Metric, Run
 from worker import hosts, launcher
 from worker.claim import FOLLOWED_STATES, claim_reattach
@@ -58,6 +59,11 @@ def start_run(run_id: int, worker_name: str) -> str:
         state=Run.State.PREPARING, progress={}
     )
     push_progress(run_id)
+    # The fence, first thing (preparing can take minutes): a torchrun of an earlier
+    # attempt still alive on a host we cannot reach (cut off from the database, not from
+    # the shared storage) reads this at its next step and stops writing into the folder.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_attempt(run_dir, run.attempt, host=hosts.host_name(), worker=worker_name)
     try:
         config = parse_config(resolve_corpora(run))
         check_paths(config)
@@ -86,6 +92,7 @@ def start_run(run_id: int, worker_name: str) -> str:
         nproc_per_node=nproc,
         resume=resume,
         shutdown_timeout=settings.RUN_STOP_GRACE_SECONDS,
+        attempt=run.attempt,
     )
     proc = launcher.spawn(cmd, run_dir)
     launched = Run.objects.filter(
@@ -103,7 +110,7 @@ def start_run(run_id: int, worker_name: str) -> str:
         proc.wait()
         return ""
     log.info("run %s: launched pid %s: %s", run_id, proc.pid, " ".join(cmd))
-    return supervise(run_id, Handle(proc.pid, run_dir, proc), worker_name)
+    return supervise(run_id, Handle(proc.pid, run_dir, proc, attempt=run.attempt), worker_name)
 
 
 def reattach(run_id: int, worker_name: str, seen_worker: str, seen_heartbeat) -> str:
@@ -115,4 +122,4 @@ def reattach(run_id: int, worker_name: str, seen_worker: str, seen_heartbeat) ->
     ):
         return ""
     log.info("run %s: re-attached to pid %s from offset %s", run_id, run.pid, run.events_offset)
-    return supervise(run_id, Handle(run.pid, run.run_dir), worker_name)
+    return supervise(run_id, Handle(run.pid, run.run_dir, attempt=run.attempt), worker_name)

@@ -18,6 +18,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from trainer.fence import EXIT_SUPERSEDED, superseded
 from webapp.runs import history
 from webapp.runs.models import Run
 from worker import events, launcher, recovery
@@ -35,11 +36,15 @@ HISTORY_WARM_SECONDS = 60
 
 @dataclass
 class Handle:
-    """The torchrun wrapper of a run: our child (``proc``) or one found by pid."""
+    """The torchrun wrapper of a run: our child (``proc``) or one found by pid.
+
+    ``attempt`` is the run's attempt this torchrun was launched as (None: unknown).
+    """
 
     pid: int
     run_dir: Path
     proc: subprocess.Popen | None = None
+    attempt: int | None = None
 
     def alive(self) -> bool:
         if self.proc is not None:
@@ -57,8 +62,8 @@ def supervise(run_id: int, handle: Handle, worker_name: str, *, poll: float = 0.
     """Follow the run until its torchrun exits; returns the run's final state.
 
     Returns "" without touching the run if another worker took it over (the sweep
-    marked it lost and it was re-queued): then this torchrun is killed, because a new
-    attempt is about to write to the same run directory.
+    marked it lost and it was re-queued), or a newer attempt did: then this torchrun is
+    killed, because a new attempt is about to write to the same run directory.
     """
     grace = settings.RUN_STOP_GRACE_SECONDS
     beat_every = settings.RUN_HEARTBEAT_SECONDS
@@ -73,7 +78,7 @@ def supervise(run_id: int, handle: Handle, worker_name: str, *, poll: float = 0.
         now = time.monotonic()
         if now - last_beat >= beat_every:
             last_beat = now
-            if not _beat(run_id, worker_name):
+            if not _beat(run_id, worker_name, handle.attempt):
                 log.warning("run %s was taken from %s; killing its torchrun", run_id, worker_name)
                 launcher.kill_tree(handle.pid)
                 return ""
@@ -101,7 +106,7 @@ def supervise(run_id: int, handle: Handle, worker_name: str, *, poll: float = 0.
         time.sleep(poll)
     # The trainer may have written its last lines as it exited.
     pusher.add(events.drain(run_id, events_path))
-    state = finish(run_id, worker_name, handle.exit_code(), killed=killed)
+    state = finish(run_id, worker_name, handle.exit_code(), killed=killed, attempt=handle.attempt)
     pusher.push(force=True)
     if state == Run.State.PREEMPTED:
         log.info("run %s preempted: %s", run_id, recovery.resume_if_preempted(run_id))
@@ -116,12 +121,14 @@ def _warm_history(run_id: int) -> None:
         log.warning("run %s: could not warm the history cache", run_id, exc_info=True)
 
 
-def _beat(run_id: int, worker_name: str) -> bool:
-    """Write the heartbeat; False when the run is no longer ours to follow."""
+def _beat(run_id: int, worker_name: str, attempt: int | None = None) -> bool:
+    """Write the heartbeat; False when the run is no longer ours to follow (taken by
+    another worker, or by a newer attempt, possibly this same worker's)."""
+    holder = {"attempt": attempt} if attempt is not None else {}
     return bool(
-        Run.objects.filter(pk=run_id, worker_name=worker_name, state__in=FOLLOWED_STATES).update(
-            heartbeat_at=timezone.now()
-        )
+        Run.objects.filter(
+            pk=run_id, worker_name=worker_name, state__in=FOLLOWED_STATES, **holder
+        ).update(heartbeat_at=timezone.now())
     )
 
 
@@ -129,13 +136,23 @@ def _stop_requested(run_id: int) -> bool:
     return Run.objects.filter(pk=run_id, stop_requested=True).exists()
 
 
-def final_state(run: Run, exit_code: int | None, *, killed: bool) -> tuple[str, str]:
+def final_state(
+    run: Run, exit_code: int | None, *, killed: bool, attempt: int | None = None
+) -> tuple[str, str]:
     """(state, message) for a run whose torchrun has exited.
 
-    The trainer's last status event decides; a preempted run the user asked to stop is
-    ``stopped``. Without a final status event the exit status does: 0 is completed,
+    First, a torchrun superseded by a newer attempt (the trainer's exit code
+    ``EXIT_SUPERSEDED``, 76, or, as torchrun turns it into 1, ``attempt.json`` naming an
+    attempt newer than ``attempt``, the one this torchrun was launched as) gives state
+    "": the run belongs to the newer attempt and nothing may be recorded for this one.
+    Then the trainer's last status event decides; a preempted run the user asked to stop
+    is ``stopped``. Without a final status event the exit status does: 0 is completed,
     anything else failed (with the end of train.log, where the traceback is).
     """
+    newer = superseded(run.run_dir, attempt)
+    if exit_code == EXIT_SUPERSEDED or newer is not None:
+        by = f"attempt {newer}" if newer is not None else "a newer attempt"
+        return "", f"superseded by {by}: this attempt's end is not recorded"
     status = run.trainer_status
     message = run.message
     if status == "completed":
@@ -154,12 +171,24 @@ def final_state(run: Run, exit_code: int | None, *, killed: bool) -> tuple[str, 
     return Run.State.FAILED, f"{head}\n--- last lines of train.log ---\n{tail}"
 
 
-def finish(run_id: int, worker_name: str, exit_code: int | None, *, killed: bool = False) -> str:
-    """Record the end of the run (only if this worker still holds it)."""
+def finish(
+    run_id: int,
+    worker_name: str,
+    exit_code: int | None,
+    *,
+    killed: bool = False,
+    attempt: int | None = None,
+) -> str:
+    """Record the end of the run (only if this worker still holds it, as ``attempt`` when
+    given: the same worker may have claimed a newer attempt of the run meanwhile)."""
     run = Run.objects.get(pk=run_id)
-    state, message = final_state(run, exit_code, killed=killed)
+    state, message = final_state(run, exit_code, killed=killed, attempt=attempt)
+    if not state:
+        log.warning("run %s: attempt %s ended: %s", run_id, attempt, message)
+        return ""
+    holder = {"attempt": attempt} if attempt is not None else {}
     updated = Run.objects.filter(
-        pk=run_id, worker_name=worker_name, state__in=FOLLOWED_STATES
+        pk=run_id, worker_name=worker_name, state__in=FOLLOWED_STATES, **holder
     ).update(state=state, message=message, exit_code=exit_code, finished_at=timezone.now())
     if not updated:
         return ""

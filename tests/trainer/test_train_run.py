@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -33,6 +34,7 @@ from tests.trainer.train_helpers import (
 )
 from trainer.checkpoint import checkpoint_dir, list_checkpoints, read_meta
 from trainer.events import read_events
+from trainer.fence import EXIT_SUPERSEDED, write_attempt
 
 pytestmark = pytest.mark.slow
 
@@ -244,3 +246,54 @@ def test_a_corpus_from_another_tokenizer_fails_the_run_with_a_status(
     assert [s["data"]["state"] for s in status] == ["failed"]
     assert "data.corpora.0.path" in status[0]["data"]["message"]
     assert "prepare it again" in status[0]["data"]["message"]
+
+
+def _metric_steps(run_dir) -> list[int]:
+    return [e["step"] for e in read_events(run_dir) if e["kind"] == "metric"]
+
+
+def test_an_attempt_superseded_by_a_newer_one_stops_without_a_checkpoint_or_events(
+    tiny_model_dir, corpora, tmp_path
+):
+    # Far more steps than the test waits for: only the fence can end this run in time.
+    cfg = run_config(
+        tiny_model_dir,
+        corpora,
+        **{"schedule.total_steps": 100_000, "checkpoint.interval": 2, "eval.interval": 0},
+    )
+    config = write_config(tmp_path / "run.yaml", cfg)
+    run_dir, log = tmp_path / "run", tmp_path / "train.log"
+    run_dir.mkdir()
+    write_attempt(run_dir, 1, host="host-a", worker="w@a")
+    proc = subprocess.Popen(
+        train_command(2, config, run_dir, "--attempt", "1"), cwd=ROOT, env=child_env(),
+        stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not list_checkpoints(run_dir) or max(_metric_steps(run_dir), default=0) < 3:
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.05)
+        # The lost-run sweep resumed the run elsewhere: that worker wrote the file.
+        write_attempt(run_dir, 2, host="host-b", worker="w@b")
+        seen = max(_metric_steps(run_dir))
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    out = log.read_text()
+    # torchrun itself exits 1 for any failing rank; each rank's own code is in its report:
+    # the first to exit says 76, and one still tearing down is then SIGTERMed by torchrun.
+    assert proc.returncode != 0, out[-3000:]
+    exit_code = re.compile(r"exitcode\s*:\s*(-?\d+)")
+    assert exit_code.search(out, out.index("Root Cause")).group(1) == str(EXIT_SUPERSEDED)
+    assert {int(c) for c in exit_code.findall(out)} <= {EXIT_SUPERSEDED, -signal.SIGTERM}
+    assert "superseded: attempt.json names attempt 2, this is attempt 1" in out
+    # Bounded by one step: the step whose read came just before the change may finish.
+    assert max(_metric_steps(run_dir)) <= seen + 1
+    events = read_events(run_dir)
+    assert _statuses(events) == ["running"]  # no final status to confuse the follower
+    folders = [int(p.name.removeprefix("step-")) for p in (run_dir / "checkpoints").iterdir()]
+    assert folders and max(folders) <= seen + 1
+    saved = [e["step"] for e in events if e["kind"] == "checkpoint"]
+    assert saved and max(saved) <= seen + 1

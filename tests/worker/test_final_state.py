@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from trainer.fence import EXIT_SUPERSEDED, write_attempt
 from webapp.runs.models import Run
 from worker.supervisor import final_state
 
@@ -53,3 +54,20 @@ def test_a_stop_that_needed_sigkill_says_there_is_no_new_checkpoint(tmp_path, se
     run = _run(tmp_path, settings, trainer_status="running", stop_requested=True)
     state, message = final_state(run, -9, killed=True)
     assert state == Run.State.STOPPED and "killed after the grace period" in message
+
+
+@pytest.mark.parametrize(("status", "code"), [("running", 1), ("completed", 0), ("", 76)])
+def test_a_torchrun_superseded_by_a_newer_attempt_gets_no_state(tmp_path, settings, status, code):
+    # The newer attempt's worker claimed the row (attempt 2) and wrote attempt.json.
+    run = _run(tmp_path, settings, trainer_status=status, attempt=2)
+    write_attempt(run.run_dir, 2, host="b", worker="w@b")
+    state, message = final_state(run, code, killed=False, attempt=1)
+    assert state == "" and "superseded by attempt 2" in message
+
+
+def test_exit_76_alone_says_superseded_and_the_current_attempt_ends_normally(tmp_path, settings):
+    run = _run(tmp_path, settings, trainer_status="running", attempt=1)
+    assert final_state(run, EXIT_SUPERSEDED, killed=False)[0] == ""
+    write_attempt(run.run_dir, 1)
+    assert final_state(run, 1, killed=False, attempt=1)[0] == Run.State.FAILED
+    assert final_state(run, 0, killed=False, attempt=1)[0] == Run.State.COMPLETED

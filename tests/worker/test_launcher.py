@@ -30,6 +30,12 @@ def test_the_command_runs_torchrun_standalone_from_this_python(tmp_path):
     assert cmd[cmd.index("--config") + 1] == str(tmp_path / "config.yaml")
     assert cmd[cmd.index("--run-dir") + 1] == str(tmp_path)
     assert cmd[-2:] == ["--resume", "/r/ckpt"]
+    assert "--attempt" not in cmd  # the trainer fences only when told its attempt
+
+
+def test_the_command_tells_the_trainer_its_attempt(tmp_path):
+    cmd = launcher.build_command(tmp_path, nproc_per_node=1, attempt=3)
+    assert cmd[-2:] == ["--attempt", "3"]
 
 
 def test_a_spawned_command_logs_to_train_log_and_records_its_exit_status(tmp_path):

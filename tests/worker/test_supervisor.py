@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from tests.stack import wait_for
+from trainer.fence import write_attempt
 from webapp.runs.models import Metric, Run
 from worker import launcher, supervisor
 from worker.supervisor import Handle, supervise
@@ -37,11 +38,27 @@ with open(sys.argv[1] + "/events.jsonl", "a") as f:
 """
 
 
-def _start(run: Run, script: str) -> Handle:
+# A fenced trainer of attempt 1: writes a metric a step until attempt.json names a newer
+# attempt, then exits without another line (torchrun turns its 76 into 1).
+FENCED = """
+import json, pathlib, sys, time
+run_dir = pathlib.Path(sys.argv[1])
+with open(run_dir / "events.jsonl", "a") as f:
+    for step in range(1, 10_000):
+        if json.loads((run_dir / "attempt.json").read_text())["attempt"] > 1:
+            sys.exit(1)
+        f.write(json.dumps({"v": 1, "t": time.time(), "kind": "metric", "step": step,
+                            "data": {"loss": 1.0}}) + "\\n")
+        f.flush()
+        time.sleep(0.05)
+"""
+
+
+def _start(run: Run, script: str, attempt: int | None = None) -> Handle:
     run.run_dir.mkdir(parents=True, exist_ok=True)
     proc = launcher.spawn([sys.executable, "-c", script, str(run.run_dir)], run.run_dir)
     Run.objects.filter(pk=run.pk).update(pid=proc.pid)
-    return Handle(proc.pid, run.run_dir, proc)
+    return Handle(proc.pid, run.run_dir, proc, attempt=attempt)
 
 
 def test_a_process_that_ends_by_itself_completes_the_run_with_every_event(alice):
@@ -78,3 +95,26 @@ def test_a_follower_whose_run_was_taken_over_kills_its_process_and_lets_go(alice
     assert supervise(run.pk, handle, "w@h", poll=0.05) == ""
     handle.proc.wait(timeout=10)
     assert Run.objects.get(pk=run.pk).state == Run.State.QUEUED
+
+
+# 0: the heartbeat notices first; 3600: the process ends first and finish() decides.
+@pytest.mark.parametrize("beat", [0, 3600])
+def test_a_follower_whose_run_went_to_a_newer_attempt_of_the_same_worker_leaves_it(
+    alice, settings, beat
+):
+    settings.RUN_HEARTBEAT_SECONDS = beat
+    run = make_run(alice, state=Run.State.RUNNING, worker_name="w@h", attempt=1)
+    run.run_dir.mkdir(parents=True)
+    write_attempt(run.run_dir, 1, host="h", worker="w@h")
+    handle = _start(run, FENCED, attempt=1)
+    wait_for(lambda: (run.run_dir / "events.jsonl").exists(), timeout=30, what="first event")
+    # Lost and resumed meanwhile, and this same worker claimed the new attempt.
+    Run.objects.filter(pk=run.pk).update(state=Run.State.STARTING, attempt=2)
+    write_attempt(run.run_dir, 2, host="h", worker="w@h")
+    assert supervise(run.pk, handle, "w@h", poll=0.05) == ""
+    handle.proc.wait(timeout=10)
+    run.refresh_from_db()
+    # Not ended, not failed: the row is attempt 2's. (Ingesting the lines attempt 1 wrote
+    # is the offset's business, not the fence's: it may have moved starting -> running.)
+    assert run.state in (Run.State.STARTING, Run.State.RUNNING)
+    assert (run.attempt, run.exit_code, run.finished_at, run.message) == (2, None, None, "")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.stack import process, wait_for
+from trainer.fence import ATTEMPT_FILE
 from webapp.runs.models import Checkpoint, Run
 from worker import launcher
 from worker.celery_app import app
@@ -87,6 +88,9 @@ def test_a_run_is_claimed_once_stopped_with_a_checkpoint_and_resumed_to_completi
         wait_for(_reached(run.pk, 3), timeout=120, what="step 3")
         first = run_state(run.pk)
         assert first.state == Run.State.RUNNING and first.attempt == 1
+        # The fence the launch wrote before spawning torchrun (with --attempt 1).
+        fence = json.loads((run.run_dir / ATTEMPT_FILE).read_text())
+        assert fence == {"attempt": 1, "host": first.host, "worker": first.worker_name}
         assert launcher.is_alive(first.pid, first.run_dir)
         assert request_stop(first)
         wait_for(_ended(run.pk), timeout=90, what="the stop")
@@ -104,6 +108,9 @@ def test_a_run_is_claimed_once_stopped_with_a_checkpoint_and_resumed_to_completi
     done = run_state(run.pk)
     assert done.state == Run.State.COMPLETED, done.message
     assert (done.attempt, done.step, done.total_steps) == (2, final, final)
+    fence = json.loads((run.run_dir / ATTEMPT_FILE).read_text())
+    assert fence == {"attempt": 2, "host": done.host, "worker": done.worker_name}
+    assert "--attempt 2" in (log_a.read_text() + log_b.read_text())
     assert done.exit_code == 0
     # The chart continues: every step once, the ones after the stop from attempt 2.
     assert metric_steps(run.pk) == list(range(1, final + 1))
