@@ -5,16 +5,10 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.webapp.browser import logged_in_browser
 from tests.webapp.runpage_helpers import add_metrics, make_run
 from webapp.runs.models import Metric, Run
 
 CHART = "document.getElementById('chart-compare')"
-
-
-@pytest.fixture
-def browser_context(live_server, alice, monkeypatch, settings):
-    yield from logged_in_browser(live_server, alice, monkeypatch, settings)
 
 
 @pytest.mark.slow

@@ -8,14 +8,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.webapp.browser import logged_in_browser
 from tests.webapp.web_factories import make_dataset, make_model
 from webapp.runs.models import Run
-
-
-@pytest.fixture
-def browser_context(live_server, alice, monkeypatch, settings):
-    yield from logged_in_browser(live_server, alice, monkeypatch, settings)
 
 
 @pytest.mark.slow
