@@ -27,3 +27,4 @@ def test_a_failed_export_shows_its_reason_without_server_paths(
     expect(row.locator(".export-error")).to_have_text(
         "trainer.export: checkpoints/step-000200 is not a complete checkpoint"
     )
+    assert str(run.run_dir) not in page.content()  # no server path anywhere on the page
