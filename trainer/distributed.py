@@ -95,6 +95,12 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     return bool(t.item())
 
 
+def barrier() -> None:
+    """Wait for every rank (no-op without a process group)."""
+    if dist.is_initialized():
+        dist.barrier()
+
+
 def teardown() -> None:
     """Leave the process group if one is open."""
     if dist.is_initialized():

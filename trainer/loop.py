@@ -35,7 +35,7 @@ import torch.distributed as dist
 
 from trainer import checkpoint as ckpt
 from trainer.config import TrainConfig, dump_config
-from trainer.distributed import DistInfo, all_reduce_sum, init_distributed, teardown
+from trainer.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, teardown
 from trainer.events import EventWriter
 from trainer.fence import ATTEMPT_FILE, EXIT_SUPERSEDED, superseded
 from trainer.flops import flops_per_token, mfu, peak_flops
@@ -356,7 +356,13 @@ def run_training(
     events = EventWriter(run_dir, enabled=info.is_main)
     try:
         trainer = Trainer(cfg, run_dir, info, events, attempt=attempt)
-        return trainer.fit(resume, stop_after_steps, stop)
+        code = trainer.fit(resume, stop_after_steps, stop)
+        # Every rank got here with the same code: meet before leaving the process group.
+        # Without it a rank that returns early (a superseded attempt, which saves nothing)
+        # could tear gloo down under a peer still finishing its last collective, and that
+        # peer died with SIGABRT ("terminate called without an active exception").
+        barrier()
+        return code
     except BaseException as exc:
         events.status("failed", f"{type(exc).__name__}: {exc}")
         print(f"[rank {info.rank}] training failed: {exc!r}", file=sys.stderr, flush=True)
