@@ -77,14 +77,19 @@ def test_export_and_sample_run_the_trainer_clis_and_record_the_outcome(alice, ti
     assert generate_sample(sample.pk) is False  # done: a redelivery does nothing
 
 
-def test_a_broken_checkpoint_fails_the_export_with_the_trainers_message(alice):
-    run = make_run(alice, state=Run.State.COMPLETED)
+def _broken_checkpoint(run: Run) -> Checkpoint:
+    """A checkpoint row queued for export whose folder was never committed (no .metadata)."""
     folder = run.run_dir / "checkpoints/step-000007"
     folder.mkdir(parents=True)
-    (folder / "meta.json").write_text("{}")  # no .metadata: never committed
-    ckpt = Checkpoint.objects.create(
+    (folder / "meta.json").write_text("{}")
+    return Checkpoint.objects.create(
         run=run, step=7, path="checkpoints/step-000007", export_state="queued"
     )
+
+
+def test_a_broken_checkpoint_fails_the_export_with_the_trainers_message(alice):
+    run = make_run(alice, state=Run.State.COMPLETED)
+    ckpt = _broken_checkpoint(run)
     export_checkpoint(ckpt.pk)
     ckpt.refresh_from_db()
     assert ckpt.export_state == "failed"
@@ -95,12 +100,7 @@ def test_a_failed_export_and_sample_show_why_on_page_and_api_without_server_path
     alice, alice_client, settings
 ):
     run = make_run(alice, state=Run.State.COMPLETED)
-    folder = run.run_dir / "checkpoints/step-000007"
-    folder.mkdir(parents=True)
-    (folder / "meta.json").write_text("{}")  # no .metadata: never committed
-    ckpt = Checkpoint.objects.create(
-        run=run, step=7, path="checkpoints/step-000007", export_state="queued"
-    )
+    ckpt = _broken_checkpoint(run)
     sample = Sample.objects.create(run=run, checkpoint=ckpt, prompt="x", params={})
 
     export_checkpoint(ckpt.pk)
